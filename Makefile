@@ -1,0 +1,35 @@
+# The README's commands, one word each. `make help` lists them.
+PY ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+
+.PHONY: help setup setup-dev demo test lint bench clean
+
+help:  ## show this help
+	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+$(BIN)/python:
+	$(PY) -m venv $(VENV)
+
+setup: $(BIN)/python  ## install refseq into .venv
+	$(BIN)/pip install -q -e .
+
+setup-dev: $(BIN)/python  ## install refseq with the dev extras into .venv
+	$(BIN)/pip install -q -e '.[dev]'
+
+demo: setup  ## the main job on the embedded default (SQLite in ./demo, no Redis)
+	rm -rf demo && $(BIN)/refseq init demo
+	cd demo && ../$(BIN)/refseq validate campaign.yaml && ../$(BIN)/refseq plan campaign.yaml \
+	  && ../$(BIN)/refseq launch campaign.yaml && ../$(BIN)/refseq campaigns
+
+test: setup-dev  ## lint, type-check, layer contract, then the whole test suite (SQLite + PostgreSQL)
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+	$(BIN)/python -m pytest -q
+
+bench: setup-dev  ## benchmarks (add ARGS=--large for the big variant)
+	$(BIN)/python benchmarks/launch_bench.py $(ARGS)
+
+clean:  ## remove the virtualenv and caches
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache demo

@@ -1,0 +1,1 @@
+"""Adapters: the database, SMTP, IMAP, the terminal and the browser."""

@@ -1,0 +1,1 @@
+"""The `refseq` command line (typer + rich)."""

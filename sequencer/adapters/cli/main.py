@@ -1,0 +1,26 @@
+"""`refseq`: the command line entry point."""
+
+from __future__ import annotations
+
+import typer
+
+from sequencer.adapters.cli import campaign, db, suppress
+
+app = typer.Typer(
+    name="refseq",
+    help="Referral-mention email sequencer: campaigns as code, drafts, approval, sending, replies.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+campaign.register(app)
+app.add_typer(suppress.app, name="suppress")
+app.add_typer(db.app, name="db")
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

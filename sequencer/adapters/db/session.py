@@ -1,0 +1,114 @@
+"""Engines, sessions and the SQL unit of work."""
+
+from __future__ import annotations
+
+import json
+from types import TracebackType
+from typing import Any, Self
+
+from sqlalchemy import Engine, create_engine, event, make_url
+from sqlalchemy.orm import Session, sessionmaker
+
+from sequencer.adapters.db.repository import SqlRepository
+from sequencer.core.ports import Repository
+
+SQLITE_PRAGMAS = (
+    "PRAGMA busy_timeout=5000",  # first: switching a new file to WAL may wait for a lock
+    "PRAGMA foreign_keys=ON",
+    "PRAGMA journal_mode=WAL",
+    "PRAGMA synchronous=NORMAL",
+)
+
+
+# Keep non-ASCII readable in the database (SQLite stores JSON as text). One shared encoder:
+# json.dumps(**non-default options) would build a new one per value (slow for bulk inserts).
+_JSON_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+
+
+def _json_dumps(value: Any) -> str:
+    return _JSON_ENCODER.encode(value)
+
+
+def _set_sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    try:
+        for pragma in SQLITE_PRAGMAS:
+            cursor.execute(pragma)
+    finally:
+        cursor.close()
+
+
+def normalize_url(url: str) -> str:
+    """``postgres://`` and ``postgresql://`` select psycopg 3; anything else is left alone."""
+    parsed = make_url(url)
+    if parsed.drivername in {"postgres", "postgresql"}:
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    return parsed.render_as_string(hide_password=False)
+
+
+def make_engine(url: str, **kwargs: Any) -> Engine:
+    """An engine for ``sqlite:///path`` (with pragmas) or ``postgresql+psycopg://...``."""
+    url = normalize_url(url)
+    backend = make_url(url).get_backend_name()
+    options: dict[str, Any] = {"json_serializer": _json_dumps}
+    if backend == "postgresql":
+        options["pool_pre_ping"] = True
+    elif backend != "sqlite":
+        raise ValueError(
+            f"unsupported database {backend!r}: use sqlite:/// or postgresql+psycopg://"
+        )
+    options.update(kwargs)
+    engine = create_engine(url, **options)
+    if backend == "sqlite":
+        event.listen(engine, "connect", _set_sqlite_pragmas)
+    return engine
+
+
+class SqlUnitOfWork:
+    """``with uow: ...; uow.commit()``. Leaving the block discards anything not committed."""
+
+    repo: Repository
+    session: Session
+
+    def __init__(self, session_factory: sessionmaker[Session]) -> None:
+        self._session_factory = session_factory
+
+    def __enter__(self) -> Self:
+        self.session = self._session_factory()
+        self.repo = SqlRepository(self.session)
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        try:
+            self.session.rollback()  # a no-op right after commit()
+        finally:
+            self.session.close()
+
+    def commit(self) -> None:
+        self.session.commit()
+
+    def rollback(self) -> None:
+        self.session.rollback()
+
+
+class SqlUnitOfWorkFactory:
+    """Callable that opens a :class:`SqlUnitOfWork`; owns its engine (``dispose()`` at exit)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.session_factory = sessionmaker(engine, expire_on_commit=False)
+
+    def __call__(self) -> SqlUnitOfWork:
+        return SqlUnitOfWork(self.session_factory)
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+def make_uow_factory(url: str) -> SqlUnitOfWorkFactory:
+    return SqlUnitOfWorkFactory(make_engine(url))

@@ -1,0 +1,45 @@
+"""Composition root: Settings → the adapters the services need. Used by the CLI, web and workers."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+from functools import lru_cache
+from pathlib import Path
+
+from sequencer.config import Settings
+from sequencer.core.ports import UnitOfWork
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+
+
+def shipped_templates_dir() -> Path:
+    """``templates/email`` at the project root (an editable or source install)."""
+    import os
+
+    override = os.environ.get("REFSEQ_TEMPLATES_DIR")
+    if override:
+        return Path(override)
+    return PACKAGE_DIR.parent / "templates" / "email"
+
+
+def example_dir() -> Path:
+    return PACKAGE_DIR / "example"
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@lru_cache(maxsize=8)
+def _uow_factory(url: str) -> Callable[[], UnitOfWork]:
+    from sequencer.adapters.db.migrate import ensure_schema
+    from sequencer.adapters.db.session import make_uow_factory
+
+    ensure_schema(url)
+    return make_uow_factory(url)
+
+
+def uow_factory(settings: Settings) -> Callable[[], UnitOfWork]:
+    """A unit-of-work factory on an up-to-date schema (an empty SQLite file is upgraded)."""
+    return _uow_factory(settings.database_url)

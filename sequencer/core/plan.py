@@ -1,0 +1,166 @@
+"""Who gets enrolled, on which referral path, warm or cold, and why. Pure: nothing is stored."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+
+from sequencer.core.model import Audience, CampaignSpec, NamePolicy, Prospect, Temperature
+from sequencer.core.referral import ReferralPath, choose_path, classify, may_name
+from sequencer.core.schedule import next_slot, send_zone
+from sequencer.core.states import EnrollmentState
+
+UNNAMED = "unnamed"
+
+
+class ExclusionReason(StrEnum):
+    INVALID = "invalid"
+    DUPLICATE = "duplicate"
+    SUPPRESSED = "suppressed"
+    ACTIVE_ELSEWHERE = "active_elsewhere"
+    NO_REFERRAL = "no_referral"
+    NO_CONSENT = "no_consent"
+    ALREADY_ENROLLED = "already_enrolled"
+
+
+@dataclass(frozen=True)
+class PlannedEnrollment:
+    prospect: Prospect
+    path: ReferralPath
+    others: tuple[ReferralPath, ...]
+    temperature: Temperature
+    reason: str
+    sequence: str
+    may_name_referrer: bool
+    first_due: datetime  # UTC
+    zone: str
+    hold_reason: str | None = None
+
+    @property
+    def held(self) -> bool:
+        return self.hold_reason is not None
+
+    @property
+    def state(self) -> EnrollmentState:
+        return EnrollmentState.HELD if self.held else EnrollmentState.ACTIVE
+
+    @property
+    def first_due_local(self) -> datetime:
+        from zoneinfo import ZoneInfo
+
+        return self.first_due.astimezone(ZoneInfo(self.zone))
+
+
+@dataclass(frozen=True)
+class Exclusion:
+    email: str
+    source: str
+    row: int | None
+    reason: ExclusionReason
+    detail: str
+
+
+@dataclass(frozen=True)
+class Plan:
+    enroll: tuple[PlannedEnrollment, ...]  # new enrollments, held ones included
+    excluded: tuple[Exclusion, ...]
+    unchanged: int  # prospects already enrolled in this campaign
+
+    @property
+    def active(self) -> list[PlannedEnrollment]:
+        return [p for p in self.enroll if not p.held]
+
+    @property
+    def held(self) -> list[PlannedEnrollment]:
+        return [p for p in self.enroll if p.held]
+
+
+def is_suppressed(key: str, suppressed: set[str]) -> bool:
+    return key in suppressed or "@" + key.rsplit("@", 1)[-1] in suppressed
+
+
+def build_plan(
+    spec: CampaignSpec,
+    audience: Audience,
+    *,
+    now: datetime,
+    suppressed: set[str],
+    live_elsewhere: dict[str, str],
+    already: dict[str, EnrollmentState],
+    prospects_label: str = "prospects.csv",
+) -> Plan:
+    """Plan enrollments for every good prospect row.
+
+    ``already`` maps prospect keys enrolled in *this* campaign to their state: held ones are
+    planned again (consent may have arrived), the rest are left alone and counted as unchanged.
+    """
+    paths: dict[str, list[ReferralPath]] = defaultdict(list)
+    for referral in audience.referrals:
+        referrer = audience.referrers.get(referral.referrer_id)
+        if referrer is not None:
+            paths[referral.prospect_key].append(ReferralPath(referral, referrer))
+
+    enroll: list[PlannedEnrollment] = []
+    excluded: list[Exclusion] = []
+    unchanged = 0
+    for prospect in audience.prospects:
+        key = prospect.key
+        state = already.get(key)
+        if state is not None and state is not EnrollmentState.HELD:
+            unchanged += 1
+            continue
+
+        def exclude(reason: ExclusionReason, detail: str, p: Prospect = prospect) -> None:
+            excluded.append(Exclusion(p.email, prospects_label, p.row, reason, detail))
+
+        if is_suppressed(key, suppressed):
+            exclude(ExclusionReason.SUPPRESSED, "address or domain is on the suppression list")
+            continue
+        if key in live_elsewhere:
+            exclude(
+                ExclusionReason.ACTIVE_ELSEWHERE,
+                f"already in active campaign {live_elsewhere[key]!r}",
+            )
+            continue
+        candidates = paths.get(key)
+        if not candidates:
+            exclude(ExclusionReason.NO_REFERRAL, "no row in referrals.csv names this prospect")
+            continue
+        planned = _plan_one(spec, prospect, candidates, now)
+        enroll.append(planned)
+        if planned.hold_reason is not None:
+            exclude(ExclusionReason.NO_CONSENT, planned.hold_reason)
+    return Plan(tuple(enroll), tuple(excluded), unchanged)
+
+
+def _plan_one(
+    spec: CampaignSpec, prospect: Prospect, candidates: list[ReferralPath], now: datetime
+) -> PlannedEnrollment:
+    best, others = choose_path(candidates)
+    verdict = classify(best, spec.temperature)
+    nameable = may_name(best.referrer, spec.temperature.name_referrer)
+    sequence = verdict.temperature.value
+    hold: str | None = None
+    if not nameable and spec.temperature.name_referrer is NamePolicy.CONSENTED:
+        if UNNAMED in spec.sequences:
+            sequence = UNNAMED
+        else:
+            hold = (
+                f"held: referrer {best.referrer.name} ({best.referrer.id}) has not consented to "
+                "be named; record their consent in referrers.csv or add an 'unnamed' sequence"
+            )
+    zone = send_zone(spec.schedule, prospect.timezone, spec.rep.timezone)
+    return PlannedEnrollment(
+        prospect=prospect,
+        path=best,
+        others=tuple(others),
+        temperature=verdict.temperature,
+        reason=verdict.reason,
+        sequence=sequence,
+        may_name_referrer=nameable,
+        first_due=next_slot(now, spec.schedule, zone),
+        zone=zone.key,
+        hold_reason=hold,
+    )

@@ -1,0 +1,756 @@
+"""Render one step's email from templates written by sales ops, safely.
+
+A template is a folder ``<dir>/<name>/`` holding ``subject.txt``, ``body.txt`` and, optionally,
+``body.html``. Campaign YAML names a template; it never gives a path. Several template dirs may
+be searched (a campaign's override dir first, then the shipped defaults): the first dir that has
+the folder wins, and the whole template comes from that folder (files are never mixed).
+
+Rendering runs in Jinja2's immutable sandbox with ``StrictUndefined``, so a typo in a field name
+is an error rather than an empty gap in an email. The text parts are not escaped; ``body.html``
+is autoescaped. Whitespace works line by line: a line holding only ``{% ... %}`` tags leaves no
+trace (``trim_blocks`` + ``lstrip_blocks``), while a tag that ends a line of text keeps that
+line's break (it gets an implicit ``+%}``). The text body then has trailing spaces removed and
+runs of blank lines collapsed to one.
+
+Limits: a deadline (checked on every attribute/item access, call and loop iteration) and a cap
+on the characters each part may produce. Every failure is a :class:`RenderError` naming the
+template file (``warm_intro/body.txt``) and, where known, the line in it.
+
+Filters on top of Jinja's: ``fallback``, ``first_name``, ``possessive``, ``join_names`` and
+``capfirst``.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import functools
+import re
+import string
+import time
+import types
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, cast
+
+from jinja2 import (
+    BaseLoader,
+    Environment,
+    StrictUndefined,
+    TemplateNotFound,
+    TemplateSyntaxError,
+    UndefinedError,
+    nodes,
+    pass_context,
+    select_autoescape,
+)
+from jinja2.exceptions import SecurityError, TemplateError
+from jinja2.ext import Extension
+from jinja2.filters import FILTERS
+from jinja2.loaders import split_template_path
+from jinja2.runtime import Context, Undefined
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+from sequencer.errors import RenderError
+
+__all__ = [
+    "HINT_KEY",
+    "SHIPPED_TEMPLATES",
+    "RenderedEmail",
+    "available_templates",
+    "capfirst",
+    "check_template_name",
+    "fallback",
+    "first_name",
+    "join_names",
+    "possessive",
+    "render_step",
+    "template_dirs",
+]
+
+NAME_PATTERN = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
+SUBJECT_FILE = "subject.txt"
+TEXT_FILE = "body.txt"
+HTML_FILE = "body.html"
+
+#: The default templates that ship with refseq (a source checkout / editable install).
+SHIPPED_TEMPLATES = Path(__file__).resolve().parents[2] / "templates" / "email"
+
+#: A context mapping may carry this key; its value is appended to "has no attribute" errors for
+#: that mapping (e.g. why the referrer's name is missing). The key itself is not rendered.
+HINT_KEY = "__hint__"
+
+_TICK_FILTER = "_refseq_deadline_iter"
+_MAX_POWER_BITS = 10_000
+
+
+@dataclass(frozen=True)
+class RenderedEmail:
+    template: str
+    subject: str
+    text: str
+    html: str | None
+
+
+# --------------------------------------------------------------------------- names and folders
+
+
+def check_template_name(name: object) -> None:
+    """Raise :class:`RenderError` unless ``name`` is a plain template name (not a path)."""
+    if not isinstance(name, str) or not NAME_PATTERN.fullmatch(name):
+        raise RenderError(
+            str(name),
+            None,
+            "invalid template name: use 1-64 lowercase letters, digits, '-' or '_', "
+            "starting with a letter or digit",
+        )
+
+
+def template_dirs(shipped: Path, override: Path | None) -> tuple[Path, ...]:
+    """The dirs to search, the campaign's override dir first."""
+    if override is None or override == shipped:
+        return (shipped,)
+    return (override, shipped)
+
+
+def _find_folder(dirs: Iterable[Path], name: str) -> Path | None:
+    for directory in dirs:
+        folder = directory / name
+        if folder.is_dir():
+            return folder
+    return None
+
+
+def available_templates(dirs: Iterable[Path]) -> set[str]:
+    """Names of the templates that can be rendered from ``dirs`` (first folder wins)."""
+    seen: set[str] = set()
+    found: set[str] = set()
+    for directory in dirs:
+        try:
+            entries = sorted(directory.iterdir())
+        except OSError:
+            continue
+        for entry in entries:
+            name = entry.name
+            if name in seen or not NAME_PATTERN.fullmatch(name) or not entry.is_dir():
+                continue
+            seen.add(name)
+            if (entry / SUBJECT_FILE).is_file() and (entry / TEXT_FILE).is_file():
+                found.add(name)
+    return found
+
+
+class _FolderLoader(BaseLoader):
+    """Loads ``<name>/<file>`` from the first dir that has the folder ``<name>``."""
+
+    def __init__(self, dirs: tuple[Path, ...]) -> None:
+        self.dirs = dirs
+
+    def get_source(
+        self, environment: Environment, template: str
+    ) -> tuple[str, str | None, Callable[[], bool] | None]:
+        pieces = split_template_path(template)  # rejects "..", absolute paths
+        if len(pieces) < 2 or not NAME_PATTERN.fullmatch(pieces[0]):
+            raise TemplateNotFound(template)
+        folder = _find_folder(self.dirs, pieces[0])
+        if folder is None:
+            raise TemplateNotFound(template)
+        path = folder.joinpath(*pieces[1:])
+        try:
+            mtime = path.stat().st_mtime_ns
+            raw = path.read_bytes()
+        except OSError:
+            raise TemplateNotFound(template) from None
+        source = raw.decode("utf-8-sig")  # a UnicodeDecodeError is reported by render_step
+
+        def uptodate() -> bool:
+            try:
+                same_folder = _find_folder(self.dirs, pieces[0]) == folder
+                return same_folder and path.stat().st_mtime_ns == mtime
+            except OSError:
+                return False
+
+        return source, str(path), uptodate
+
+    def list_templates(self) -> list[str]:
+        names: list[str] = []
+        for name in sorted(available_templates(self.dirs)):
+            folder = _find_folder(self.dirs, name)
+            if folder is not None:
+                names += [f"{name}/{p.name}" for p in sorted(folder.iterdir()) if p.is_file()]
+        return names
+
+
+# --------------------------------------------------------------------------- limits
+
+
+class _Timeout(Exception):
+    """The render deadline passed (internal; becomes a RenderError)."""
+
+
+class _TooLong(Exception):
+    """Output (or a value being built) exceeds the character cap (internal)."""
+
+
+@dataclass(frozen=True)
+class _Limits:
+    now: Callable[[], float]
+    deadline: float
+    time_limit: float
+    max_chars: int
+
+    def check_time(self) -> None:
+        if self.now() > self.deadline:
+            raise _Timeout
+
+
+_LIMITS: contextvars.ContextVar[_Limits | None] = contextvars.ContextVar(
+    "refseq_render_limits", default=None
+)
+
+
+def _tick() -> None:
+    limits = _LIMITS.get()
+    if limits is not None:
+        limits.check_time()
+
+
+def _max_chars() -> int:
+    limits = _LIMITS.get()
+    return limits.max_chars if limits is not None else 100_000
+
+
+def _check_size(value: object) -> None:
+    if isinstance(value, (str, list, tuple)) and len(value) > _max_chars():
+        raise _TooLong
+
+
+def _check_width(value: object) -> None:
+    if isinstance(value, int) and value > _max_chars():
+        raise SecurityError(f"a width or count of {value} is too large")
+
+
+_PERCENT_SPEC = re.compile(r"%(?:\([^)]*\))?[#0\- +]*(\*|\d+)?(?:\.(\*|\d+))?")
+
+
+def _check_percent_format(fmt: str) -> None:
+    for width, precision in _PERCENT_SPEC.findall(fmt):
+        for number in (width, precision):
+            if number == "*":
+                raise SecurityError("'*' widths are not allowed in % formatting")
+            if number:
+                _check_width(int(number))
+
+
+def _check_brace_format(fmt: str) -> None:
+    try:
+        fields = list(string.Formatter().parse(fmt))
+    except ValueError:
+        return  # str.format itself reports the malformed string
+    for _literal, _field, spec, _conversion in fields:
+        if not spec:
+            continue
+        if "{" in spec:
+            raise SecurityError("nested format fields are not allowed")
+        for number in re.findall(r"\d+", spec):
+            _check_width(int(number))
+
+
+def _check_replace(value: object, old: object, new: object) -> None:
+    if isinstance(value, str) and isinstance(old, str) and isinstance(new, str):
+        count = len(value) + 1 if not old else value.count(old)
+        if len(value) + count * (len(new) - len(old)) > _max_chars():
+            raise _TooLong
+
+
+_WIDTH_METHODS = frozenset({"center", "ljust", "rjust", "zfill", "expandtabs"})
+
+
+def _check_call(obj: Any, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> None:
+    """Refuse the few ``str`` methods that can build a huge string in one call."""
+    if not isinstance(obj, types.BuiltinMethodType) or not isinstance(obj.__self__, str):
+        return
+    text: str = obj.__self__
+    if obj.__name__ in _WIDTH_METHODS:
+        for arg in (*args, *kwargs.values()):
+            if obj.__name__ == "expandtabs" and isinstance(arg, int):
+                arg = arg * text.count("\t")
+            _check_width(arg)
+    elif obj.__name__ == "replace" and len(args) >= 2:
+        _check_replace(text, args[0], args[1])
+
+
+def _check_binop(operator: str, left: Any, right: Any) -> None:
+    """Refuse ``*``, ``**`` and ``%`` that would build something huge before it exists."""
+    if operator == "*":
+        for seq, count in ((left, right), (right, left)):
+            if isinstance(seq, (str, list, tuple)) and isinstance(count, int):
+                _check_size_of(len(seq) * count)
+    elif operator == "**":
+        if isinstance(left, int) and isinstance(right, int) and right > 0 and abs(left) > 1:
+            _check_power(abs(left).bit_length() * right)
+    elif operator == "%" and isinstance(left, str):
+        _check_percent_format(left)
+
+
+def _check_size_of(size: int) -> None:
+    if size > _max_chars():
+        raise _TooLong
+
+
+def _check_power(bits: int) -> None:
+    if bits > _MAX_POWER_BITS:
+        raise SecurityError("the result of ** would be too large")
+
+
+def _guarded_filter(name: str, *, width_arg: int | None = None, width_kw: str = "") -> Any:
+    """Jinja's filter ``name`` with its width/size arguments checked first.
+
+    ``width_arg`` counts from the filtered value (0), after any context Jinja passes.
+    """
+    original = FILTERS[name]
+    offset = 1 if getattr(original, "jinja_pass_arg", None) is not None else 0
+
+    @functools.wraps(original)
+    def guarded(*args: Any, **kwargs: Any) -> Any:
+        values = args[offset:]
+        if width_arg is not None and len(values) > width_arg:
+            _check_width(values[width_arg])
+        if width_kw and width_kw in kwargs:
+            _check_width(kwargs[width_kw])
+        if name == "format" and values and isinstance(values[0], str):
+            _check_percent_format(values[0])
+        if name == "replace" and len(values) >= 3:
+            _check_replace(values[0], values[1], values[2])
+        result = original(*args, **kwargs)
+        _check_size(result)
+        return result
+
+    return guarded
+
+
+# --------------------------------------------------------------------------- context wrapping
+
+
+class _Record(dict[Any, Any]):
+    """A context mapping that knows its path (``prospect``) for clear "undefined" messages.
+
+    Its keys win over dict methods in attribute syntax, so a CSV column called ``items`` or
+    ``values`` still works as ``prospect.items``.
+    """
+
+    __slots__ = ("_rs_hint", "_rs_label")
+
+    def __init__(self, label: str, hint: str, items: dict[Any, Any]) -> None:
+        super().__init__(items)
+        self._rs_label = label
+        self._rs_hint = hint
+
+
+def _wrap(value: Any, label: str) -> Any:
+    if isinstance(value, _Record):
+        return value
+    if isinstance(value, Mapping):
+        hint = value.get(HINT_KEY) or ""
+        items = {k: _wrap(v, f"{label}.{k}") for k, v in value.items() if k != HINT_KEY}
+        return _Record(label, str(hint), items)
+    if isinstance(value, list):
+        return [_wrap(v, f"{label}[{i}]") for i, v in enumerate(value)]
+    if type(value) is tuple:
+        return tuple(_wrap(v, f"{label}[{i}]") for i, v in enumerate(value))
+    return value
+
+
+class _Undefined(StrictUndefined):
+    __slots__ = ()
+
+    @property
+    def _undefined_message(self) -> str:
+        obj = self._undefined_obj
+        if not self._undefined_hint and isinstance(obj, _Record):
+            message = f"{obj._rs_label!r} has no attribute {self._undefined_name!r}"
+            return f"{message} ({obj._rs_hint})" if obj._rs_hint else message
+        return super()._undefined_message
+
+
+# --------------------------------------------------------------------------- filters
+
+
+def fallback(value: Any, default: Any = "") -> Any:
+    """``default`` when ``value`` is None, empty or only whitespace; otherwise ``value``.
+
+    A missing field is still an error (StrictUndefined): use ``fallback`` for blank CSV cells.
+    """
+    if isinstance(value, Undefined):
+        str(value)  # StrictUndefined raises here
+        return default
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return default
+    return value
+
+
+_HONORIFICS = frozenset(
+    {
+        "mr", "mrs", "ms", "miss", "mx", "dr", "prof", "professor", "sir", "dame", "lord",
+        "lady", "rev", "fr", "hon", "capt", "col", "gen", "herr", "frau", "mme", "mlle",
+    }
+)  # fmt: skip
+_SUFFIXES = frozenset(
+    {
+        "jr", "sr", "ii", "iii", "iv", "phd", "md", "mba", "cpa", "esq", "dds", "jd", "pe",
+        "cfa", "msc", "bsc", "ma", "ba", "cissp",
+    }
+)  # fmt: skip
+
+
+def _as_text(value: Any) -> str:
+    if value is None:
+        return ""
+    return " ".join(str(value).split())  # StrictUndefined raises in str()
+
+
+def first_name(full_name: Any) -> str:
+    """First name for a greeting: "Dr. Jane Smith" -> "Jane", "Smith, Jane" -> "Jane".
+
+    A title plus a single name is kept whole ("Dr. Smith" -> "Dr. Smith"); empty -> "".
+    """
+    text = _as_text(full_name)
+    if "," in text:
+        head, _, tail = text.partition(",")
+        tail_words = [
+            w for w in tail.replace(",", " ").split() if w.strip(".").casefold() not in _SUFFIXES
+        ]
+        text = " ".join(tail_words) if tail_words and len(head.split()) == 1 else head
+    words = text.split()
+    rest = list(words)
+    while len(rest) > 1 and rest[0].strip(".").casefold() in _HONORIFICS:
+        rest.pop(0)
+    if len(rest) == 1 and len(words) > 1:
+        return " ".join(words)  # "Dr. Smith": no first name to use
+    return rest[0] if rest else ""
+
+
+def possessive(name: Any) -> str:
+    """ "James" -> "James'", "Elena" -> "Elena's", "" -> ""."""
+    text = _as_text(name)
+    if not text:
+        return ""
+    return f"{text}'" if text[-1] in "sS" else f"{text}'s"
+
+
+def join_names(names: Any, conjunction: str = "and") -> str:
+    """["A"] -> "A", ["A", "B"] -> "A and B", ["A", "B", "C"] -> "A, B and C" (blanks skipped)."""
+    if isinstance(names, str):
+        names = [names]
+    items = [text for text in (_as_text(n) for n in names) if text]
+    if len(items) <= 1:
+        return items[0] if items else ""
+    return f"{', '.join(items[:-1])} {conjunction} {items[-1]}"
+
+
+def capfirst(value: Any) -> str:
+    """Upper-case the first character only ("your former colleague" -> "Your former colleague")."""
+    text = _as_text(value)
+    return text[:1].upper() + text[1:]
+
+
+@pass_context
+def _deadline_iter(context: Context, iterable: Any) -> Any:
+    """Wraps every ``{% for %}`` iterable so that loops check the deadline on each item."""
+    limits = _LIMITS.get()
+    if limits is None:
+        return iterable
+    return _ticking(iter(iterable), limits)
+
+
+def _ticking(iterator: Iterator[Any], limits: _Limits) -> Iterator[Any]:
+    for item in iterator:
+        limits.check_time()
+        yield item
+
+
+_BLOCK_TAG = re.compile(r"\{%.*?%\}|\{#.*?#\}")
+
+
+class _KeepInlineBreaks(Extension):
+    """``trim_blocks`` only for tag-only lines: ``text{% endif %}`` keeps its line break."""
+
+    def preprocess(self, source: str, name: str | None, filename: str | None = None) -> str:
+        lines = source.split("\n")
+        for i, line in enumerate(lines):
+            stripped = line.rstrip()
+            tags = list(_BLOCK_TAG.finditer(stripped))
+            if not tags or tags[-1].end() != len(stripped) or stripped[-3:-2] in ("-", "+"):
+                continue  # the line does not end with a tag, or the tag says what it wants
+            if not _BLOCK_TAG.sub("", stripped).strip():
+                continue  # only tags on this line: let trim_blocks remove it entirely
+            lines[i] = f"{stripped[:-2]}+{stripped[-2:]}{line[len(stripped) :]}"
+        return "\n".join(lines)
+
+
+def _finalize(value: Any) -> Any:
+    return "" if value is None else value
+
+
+# --------------------------------------------------------------------------- environment
+
+
+class _SandboxEnv(ImmutableSandboxedEnvironment):
+    intercepted_binops = frozenset({"*", "**", "%"})
+
+    def getattr(self, obj: Any, attribute: str) -> Any:
+        if isinstance(obj, _Record) and attribute in obj:
+            value = obj[attribute]
+        else:
+            value = super().getattr(obj, attribute)
+        _tick()
+        return value
+
+    def getitem(self, obj: Any, argument: Any) -> Any:
+        value = super().getitem(obj, argument)
+        _tick()
+        return value
+
+    def call(
+        __self,  # the dunder names mirror SandboxedEnvironment.call
+        __context: Context,
+        __obj: Any,
+        *args: Any,
+        **kwargs: Any,
+    ) -> Any:
+        _tick()
+        _check_call(__obj, args, kwargs)
+        result = super().call(__context, __obj, *args, **kwargs)
+        _tick()
+        _check_size(result)
+        return result
+
+    def unsafe_undefined(self, obj: Any, attribute: str) -> Undefined:
+        shown = "dict" if isinstance(obj, _Record) else type(obj).__name__
+        return self.undefined(
+            f"access to attribute {attribute!r} of {shown!r} object is unsafe.",
+            name=attribute,
+            obj=obj,
+            exc=SecurityError,
+        )
+
+    def call_binop(self, context: Context, operator: str, left: Any, right: Any) -> Any:
+        _check_binop(operator, left, right)
+        result = super().call_binop(context, operator, left, right)
+        _check_size(result)
+        return result
+
+    def wrap_str_format(self, value: Any) -> Callable[..., str] | None:
+        wrapped = super().wrap_str_format(value)
+        if wrapped is None:
+            return None
+        fmt = cast(str, value.__self__)
+
+        def checked(*args: Any, **kwargs: Any) -> str:
+            _check_brace_format(fmt)
+            result = wrapped(*args, **kwargs)
+            _check_size(result)
+            return result
+
+        return checked
+
+    def _generate(
+        self,
+        source: nodes.Template,
+        name: str | None,
+        filename: str | None,
+        defer_init: bool = False,
+    ) -> str:
+        # Make every loop check the deadline: {% for x in xs %} becomes xs|_deadline_iter.
+        for loop in source.find_all(nodes.For):
+            iterable = cast(nodes.Expr, loop.iter)
+            loop.iter = nodes.Filter(
+                iterable, _TICK_FILTER, [], [], None, None, lineno=iterable.lineno
+            )
+        source.set_environment(self)
+        return super()._generate(source, name, filename, defer_init=defer_init)
+
+
+@functools.lru_cache(maxsize=32)
+def _environment(dirs: tuple[Path, ...]) -> _SandboxEnv:
+    env = _SandboxEnv(
+        loader=_FolderLoader(dirs),
+        undefined=_Undefined,
+        autoescape=select_autoescape(
+            enabled_extensions=("html", "htm"), default_for_string=False, default=False
+        ),
+        keep_trailing_newline=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        finalize=_finalize,
+        auto_reload=True,
+        cache_size=2000,
+        extensions=[_KeepInlineBreaks],
+    )
+    env.globals.pop("lipsum", None)  # can build huge text without any check
+    env.filters.update(
+        {
+            "fallback": fallback,
+            "first_name": first_name,
+            "possessive": possessive,
+            "join_names": join_names,
+            "capfirst": capfirst,
+            _TICK_FILTER: _deadline_iter,
+            "center": _guarded_filter("center", width_arg=1, width_kw="width"),
+            "indent": _guarded_filter("indent", width_arg=1, width_kw="width"),
+            "batch": _guarded_filter("batch", width_arg=1, width_kw="linecount"),
+            "format": _guarded_filter("format"),
+            "replace": _guarded_filter("replace"),
+        }
+    )
+    return env
+
+
+# --------------------------------------------------------------------------- rendering
+
+
+def _template_file(filename: str, dirs: Sequence[Path]) -> str | None:
+    """``warm_intro/body.txt`` for a template file path under one of ``dirs``, else None."""
+    path = Path(filename)
+    for directory in dirs:
+        try:
+            relative = path.relative_to(directory)
+        except ValueError:
+            continue
+        if len(relative.parts) >= 2 and NAME_PATTERN.fullmatch(relative.parts[0]):
+            return relative.as_posix()
+    return None
+
+
+def _locate(exc: BaseException, dirs: Sequence[Path]) -> tuple[str | None, int | None]:
+    """The innermost template frame of the (Jinja-rewritten) traceback: (file, line)."""
+    found: tuple[str | None, int | None] = (None, None)
+    tb = exc.__traceback__
+    while tb is not None:
+        file = _template_file(tb.tb_frame.f_code.co_filename, dirs)
+        if file is not None:
+            found = (file, tb.tb_lineno)
+        tb = tb.tb_next
+    return found
+
+
+def _render_error(exc: Exception, file: str, dirs: Sequence[Path], limits: _Limits) -> RenderError:
+    if isinstance(exc, TemplateSyntaxError):  # includes TemplateAssertionError
+        return RenderError(exc.name or file, exc.lineno, f"syntax error: {exc.message}")
+    where, line = _locate(exc, dirs)
+    where = where or file
+    message: str
+    if isinstance(exc, _Timeout):
+        message = f"rendering took longer than {limits.time_limit}s"
+    elif isinstance(exc, _TooLong):
+        message = f"output is longer than {limits.max_chars} characters"
+    elif isinstance(exc, SecurityError):
+        message = f"sandbox violation: {exc}"
+    elif isinstance(exc, UndefinedError):
+        message = f"undefined variable: {exc}"
+    elif isinstance(exc, TemplateNotFound):
+        message = f"template not found: {exc.name}"
+    elif isinstance(exc, UnicodeDecodeError):
+        message = "the file is not UTF-8 text"
+    elif isinstance(exc, RecursionError):
+        message = "too deeply nested (recursion limit reached)"
+    elif isinstance(exc, TemplateError):
+        message = str(exc)
+    else:
+        message = f"{exc} ({type(exc).__name__})"
+    return RenderError(where, line, message)
+
+
+def _render_file(
+    env: _SandboxEnv,
+    file: str,
+    context: Mapping[str, Any],
+    dirs: Sequence[Path],
+    limits: _Limits,
+) -> str:
+    try:
+        template = env.get_template(file)
+        stream = cast(Generator[str, None, None], template.generate(context))
+        parts: list[str] = []
+        size = 0
+        for chunk in stream:
+            size += len(chunk)
+            problem: Exception | None = None
+            if size > limits.max_chars:
+                problem = _TooLong()
+            elif limits.now() > limits.deadline:
+                problem = _Timeout()
+            if problem is not None:
+                # Raise it inside the template so the traceback points at the line.
+                stream.throw(problem)
+                raise problem
+            parts.append(chunk)
+        return "".join(parts)
+    except Exception as exc:
+        raise _render_error(exc, file, dirs, limits) from exc
+
+
+_BLANK_RUNS = re.compile(r"\n{3,}")
+
+
+def _tidy_text(text: str) -> str:
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    text = "\n".join(line.rstrip() for line in text.split("\n")).strip("\n")
+    text = _BLANK_RUNS.sub("\n\n", text)
+    return f"{text}\n" if text else ""
+
+
+def render_step(
+    name: str,
+    context: Mapping[str, Any],
+    dirs: Sequence[Path],
+    *,
+    time_limit: float = 2.0,
+    max_chars: int = 100_000,
+    now: Callable[[], float] = time.monotonic,
+) -> RenderedEmail:
+    """Render template ``name`` (subject, text body, optional HTML body) with ``context``.
+
+    ``time_limit`` covers the whole step; ``max_chars`` applies to each part.
+    """
+    check_template_name(name)
+    search = tuple(Path(d) for d in dirs)
+    folder = _find_folder(search, name)
+    if folder is None:
+        looked = ", ".join(str(d) for d in search) or "no template dirs"
+        raise RenderError(name, None, f"no template named {name!r} (looked in: {looked})")
+    for required in (SUBJECT_FILE, TEXT_FILE):
+        if not (folder / required).is_file():
+            raise RenderError(
+                f"{name}/{required}", None, f"missing file (the template folder is {folder})"
+            )
+    has_html = (folder / HTML_FILE).is_file()
+
+    env = _environment(search)
+    wrapped = {key: _wrap(value, str(key)) for key, value in context.items() if key != HINT_KEY}
+    limits = _Limits(
+        now=now, deadline=now() + time_limit, time_limit=time_limit, max_chars=max_chars
+    )
+    token = _LIMITS.set(limits)
+    try:
+        subject_file = f"{name}/{SUBJECT_FILE}"
+        raw_subject = _render_file(env, subject_file, wrapped, search, limits)
+        text = _render_file(env, f"{name}/{TEXT_FILE}", wrapped, search, limits)
+        html = (
+            _render_file(env, f"{name}/{HTML_FILE}", wrapped, search, limits) if has_html else None
+        )
+    finally:
+        _LIMITS.reset(token)
+
+    subject = raw_subject.strip()
+    if len(subject.splitlines()) > 1:
+        raise RenderError(subject_file, 1, "the subject contains a line break")
+    subject = " ".join(subject.split())
+    if not subject:
+        raise RenderError(subject_file, 1, "the subject is empty")
+    text = _tidy_text(text)
+    if not text:
+        raise RenderError(f"{name}/{TEXT_FILE}", None, "the body is empty")
+    if html is not None and not html.strip():
+        raise RenderError(f"{name}/{HTML_FILE}", None, "the HTML body is empty")
+    return RenderedEmail(template=name, subject=subject, text=text, html=html)

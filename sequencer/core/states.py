@@ -1,0 +1,82 @@
+"""State machines as tables.
+
+Enrollment::
+
+    held ──release──▶ active ──reply──▶ replied
+                        │  ├──bounce──▶ bounced
+                        │  ├──unsubscribe──▶ unsubscribed
+                        │  ├──finish──▶ completed
+                        │  ├──stop──▶ stopped
+                        │  └──pause──▶ paused ──resume──▶ active
+    held/paused ──stop──▶ stopped
+
+Campaign::
+
+    active ⇄ paused ; active/paused ──stop──▶ stopped (final)
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from sequencer.errors import InvalidTransition
+
+
+class EnrollmentState(StrEnum):
+    HELD = "held"
+    ACTIVE = "active"
+    PAUSED = "paused"
+    REPLIED = "replied"
+    BOUNCED = "bounced"
+    UNSUBSCRIBED = "unsubscribed"
+    COMPLETED = "completed"
+    STOPPED = "stopped"
+
+
+class CampaignStatus(StrEnum):
+    ACTIVE = "active"
+    PAUSED = "paused"
+    STOPPED = "stopped"
+
+
+# States in which an enrollment still "owns" the prospect: no other campaign may enroll them.
+LIVE_ENROLLMENT_STATES = frozenset(
+    {EnrollmentState.HELD, EnrollmentState.ACTIVE, EnrollmentState.PAUSED}
+)
+
+ENROLLMENT_TRANSITIONS: dict[tuple[EnrollmentState, str], EnrollmentState] = {
+    (EnrollmentState.HELD, "release"): EnrollmentState.ACTIVE,
+    (EnrollmentState.HELD, "stop"): EnrollmentState.STOPPED,
+    (EnrollmentState.ACTIVE, "reply"): EnrollmentState.REPLIED,
+    (EnrollmentState.ACTIVE, "bounce"): EnrollmentState.BOUNCED,
+    (EnrollmentState.ACTIVE, "unsubscribe"): EnrollmentState.UNSUBSCRIBED,
+    (EnrollmentState.ACTIVE, "finish"): EnrollmentState.COMPLETED,
+    (EnrollmentState.ACTIVE, "stop"): EnrollmentState.STOPPED,
+    (EnrollmentState.ACTIVE, "pause"): EnrollmentState.PAUSED,
+    (EnrollmentState.PAUSED, "resume"): EnrollmentState.ACTIVE,
+    (EnrollmentState.PAUSED, "reply"): EnrollmentState.REPLIED,
+    (EnrollmentState.PAUSED, "bounce"): EnrollmentState.BOUNCED,
+    (EnrollmentState.PAUSED, "unsubscribe"): EnrollmentState.UNSUBSCRIBED,
+    (EnrollmentState.PAUSED, "stop"): EnrollmentState.STOPPED,
+}
+
+CAMPAIGN_TRANSITIONS: dict[tuple[CampaignStatus, str], CampaignStatus] = {
+    (CampaignStatus.ACTIVE, "pause"): CampaignStatus.PAUSED,
+    (CampaignStatus.PAUSED, "resume"): CampaignStatus.ACTIVE,
+    (CampaignStatus.ACTIVE, "stop"): CampaignStatus.STOPPED,
+    (CampaignStatus.PAUSED, "stop"): CampaignStatus.STOPPED,
+}
+
+
+def enrollment_transition(state: EnrollmentState, event: str) -> EnrollmentState:
+    try:
+        return ENROLLMENT_TRANSITIONS[(state, event)]
+    except KeyError:
+        raise InvalidTransition("enrollment", state.value, event) from None
+
+
+def campaign_transition(status: CampaignStatus, event: str) -> CampaignStatus:
+    try:
+        return CAMPAIGN_TRANSITIONS[(status, event)]
+    except KeyError:
+        raise InvalidTransition("campaign", status.value, event) from None

@@ -1,0 +1,96 @@
+"""Typed errors. Each carries where the problem is, so the CLI can print one clear line."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class SequencerError(Exception):
+    """Root of every error refseq raises on purpose."""
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One input problem with its location.
+
+    ``line``/``col`` are 1-based positions in a YAML file; ``row`` is the 1-based CSV line
+    number (the header is line 1). ``field`` names the YAML path or CSV column.
+    """
+
+    source: str
+    message: str
+    field: str = ""
+    line: int | None = None
+    col: int | None = None
+    row: int | None = None
+    hint: str = ""
+
+    def render(self) -> str:
+        if self.row is not None:
+            where = f"{self.source}: row {self.row}"
+            head = f"{where}: {self.field}: " if self.field else f"{where}: "
+        else:
+            where = self.source
+            if self.line is not None:
+                where += f":{self.line}"
+                if self.col is not None:
+                    where += f":{self.col}"
+            head = f"{where}: {self.field}: " if self.field else f"{where}: "
+        tail = f" ({self.hint})" if self.hint else ""
+        return f"{head}{self.message}{tail}"
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "source": self.source,
+            "line": self.line,
+            "col": self.col,
+            "row": self.row,
+            "field": self.field,
+            "message": self.message,
+            "hint": self.hint,
+        }
+
+
+class SpecError(SequencerError):
+    """A campaign (YAML + CSVs + templates) has problems; ``problems`` lists all of them."""
+
+    def __init__(self, problems: list[Problem]) -> None:
+        self.problems = problems
+        super().__init__("\n".join(p.render() for p in problems))
+
+
+class ConfigError(SequencerError):
+    """An environment variable is missing or malformed; the message names it."""
+
+
+class NotFound(SequencerError):
+    """A campaign, draft or other object named on the command line does not exist."""
+
+
+class InvalidTransition(SequencerError):
+    """A state machine was asked for a move its table does not allow."""
+
+    def __init__(self, machine: str, state: str, event: str) -> None:
+        self.machine, self.state, self.event = machine, state, event
+        super().__init__(f"{machine}: cannot {event!r} from state {state!r}")
+
+
+class ConflictError(SequencerError):
+    """The object changed since it was read (optimistic concurrency)."""
+
+
+class RenderError(SequencerError):
+    """A template failed to render; the message says template file:line and what."""
+
+    def __init__(self, template: str, line: int | None, message: str) -> None:
+        self.template, self.line, self.message = template, line, message
+        where = f"{template}:{line}" if line else template
+        super().__init__(f"{where}: {message}")
+
+
+class TransientDeliveryError(SequencerError):
+    """Delivery failed but may succeed later (retry)."""
+
+
+class PermanentDeliveryError(SequencerError):
+    """Delivery failed and will never succeed (do not retry)."""

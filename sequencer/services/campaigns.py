@@ -1,0 +1,83 @@
+"""Manage launched campaigns and the global suppression list."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+
+from email_validator import EmailNotValidError, validate_email
+
+from sequencer.core.ports import CampaignRecord, CampaignSummary, Suppression, UnitOfWork
+from sequencer.core.states import CampaignStatus, campaign_transition
+from sequencer.errors import NotFound, SequencerError
+
+UowFactory = Callable[[], UnitOfWork]
+
+
+def list_campaigns(uow_factory: UowFactory) -> list[CampaignSummary]:
+    with uow_factory() as uow:
+        return uow.repo.list_campaigns()
+
+
+def get_campaign(uow_factory: UowFactory, name: str) -> CampaignSummary:
+    for summary in list_campaigns(uow_factory):
+        if summary.campaign.name == name:
+            return summary
+    raise NotFound(f"no campaign named {name!r} (see `refseq campaigns`)")
+
+
+def change_status(uow_factory: UowFactory, name: str, event: str, now: datetime) -> CampaignRecord:
+    """Pause, resume or stop a campaign; an impossible move raises InvalidTransition."""
+    with uow_factory() as uow:
+        record = uow.repo.get_campaign(name)
+        if record is None:
+            raise NotFound(f"no campaign named {name!r} (see `refseq campaigns`)")
+        new = campaign_transition(record.status, event)
+        uow.repo.set_campaign_status(record.id, new, now)
+        uow.commit()
+        updated = uow.repo.get_campaign(name)
+        assert updated is not None
+        return updated
+
+
+def normalize_suppression(value: str) -> str:
+    """``ana@x.example`` or ``@x.example`` → its casefolded, validated form."""
+    raw = value.strip()
+    if raw.startswith("@"):
+        domain = raw[1:]
+        try:
+            checked = validate_email(f"postmaster@{domain}", check_deliverability=False)
+        except EmailNotValidError as exc:
+            raise SequencerError(f"{value!r} is not a valid domain: {exc}") from None
+        return "@" + checked.domain.casefold()
+    try:
+        checked = validate_email(raw, check_deliverability=False)
+    except EmailNotValidError as exc:
+        raise SequencerError(
+            f"{value!r} is not a valid address: {exc} (use name@domain or @domain)"
+        ) from None
+    return checked.normalized.casefold()
+
+
+def suppress(uow_factory: UowFactory, value: str, reason: str, source: str, now: datetime) -> bool:
+    key = normalize_suppression(value)
+    with uow_factory() as uow:
+        added = uow.repo.add_suppression(key, reason, source, now)
+        uow.commit()
+        return added
+
+
+def unsuppress(uow_factory: UowFactory, value: str) -> bool:
+    key = normalize_suppression(value)
+    with uow_factory() as uow:
+        removed = uow.repo.remove_suppression(key)
+        uow.commit()
+        return removed
+
+
+def list_suppressions(uow_factory: UowFactory) -> list[Suppression]:
+    with uow_factory() as uow:
+        return uow.repo.list_suppressions()
+
+
+__all__ = ["CampaignStatus", "change_status", "get_campaign", "list_campaigns", "suppress"]

@@ -1,0 +1,79 @@
+"""Load and check everything a campaign needs, collecting every problem before anything is stored."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sequencer.core.audience import AudienceResult, load_audience
+from sequencer.core.model import Audience, CampaignSpec
+from sequencer.core.plan import Exclusion, ExclusionReason
+from sequencer.core.spec import load_campaign
+from sequencer.errors import Problem
+
+Progress = Callable[[int], None]
+
+
+@dataclass
+class CampaignCheck:
+    """The result of reading a campaign file, its CSVs and its templates.
+
+    ``spec_errors`` make the campaign unusable (nothing can launch); ``row_problems`` are rows
+    that are reported and left out while the good rows still launch.
+    """
+
+    path: Path
+    spec: CampaignSpec | None
+    spec_errors: list[Problem] = field(default_factory=list)
+    warnings: list[Problem] = field(default_factory=list)
+    row_problems: list[Problem] = field(default_factory=list)
+    render_errors: list[Problem] = field(default_factory=list)
+    audience: Audience | None = None
+    row_exclusions: list[Exclusion] = field(default_factory=list)
+    data_digests: list[str] = field(default_factory=list)
+
+    @property
+    def launchable(self) -> bool:
+        return self.spec is not None and not self.spec_errors and not self.render_errors
+
+    @property
+    def clean(self) -> bool:
+        return self.launchable and not self.row_problems
+
+    @property
+    def problems(self) -> list[Problem]:
+        return [*self.spec_errors, *self.row_problems, *self.render_errors]
+
+
+def _digest(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _exclusions(result: AudienceResult) -> list[Exclusion]:
+    out = []
+    for email, row, source, reason in result.excluded:
+        code = ExclusionReason(reason) if reason in ExclusionReason else ExclusionReason.INVALID
+        out.append(Exclusion(email, source, row, code, f"{source} row {row}: {reason}"))
+    return out
+
+
+def check_campaign(path: Path, progress: Progress | None = None) -> CampaignCheck:
+    spec, errors, warnings = load_campaign(path)
+    check = CampaignCheck(path=path, spec=spec, spec_errors=errors, warnings=warnings)
+    if spec is None:
+        return check
+    d = spec.data
+    result = load_audience(
+        d.prospects, d.referrers, d.referrals, label_base=path.parent, progress=progress
+    )
+    check.audience = result.audience
+    check.row_problems = list(result.problems)
+    check.row_exclusions = _exclusions(result)
+    check.data_digests = [_digest(p) for p in (d.prospects, d.referrers, d.referrals)]
+    return check
