@@ -31,13 +31,26 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+_factories: dict[str, object] = {}
+
+
 @lru_cache(maxsize=8)
 def _uow_factory(url: str) -> Callable[[], UnitOfWork]:
     from sequencer.adapters.db.migrate import ensure_schema
     from sequencer.adapters.db.session import make_uow_factory
 
     ensure_schema(url)
-    return make_uow_factory(url)
+    factory = make_uow_factory(url)
+    _factories[url] = factory
+    return factory
+
+
+def dispose_all() -> None:
+    """Close every pooled connection (tests, and processes that fork)."""
+    for factory in _factories.values():
+        factory.dispose()  # type: ignore[attr-defined]
+    _factories.clear()
+    _uow_factory.cache_clear()
 
 
 def uow_factory(settings: Settings) -> Callable[[], UnitOfWork]:

@@ -153,3 +153,12 @@ def uow_factory(db_url: str) -> Iterator[SqlUnitOfWorkFactory]:
     factory = make_uow_factory(db_url)
     yield factory
     factory.dispose()
+
+
+@pytest.fixture(autouse=True)
+def _close_cli_pools() -> Iterator[None]:
+    """The CLI caches one engine per database URL; close them after each test."""
+    yield
+    from sequencer.bootstrap import dispose_all
+
+    dispose_all()

@@ -225,6 +225,12 @@ def _check_size(value: object) -> None:
         raise _TooLong
 
 
+def _check_text_size(value: object) -> None:
+    """Stops text built up in a namespace (``ns.s = ns.s ~ ns.s``) before it gets huge."""
+    if isinstance(value, str) and len(value) > _max_chars():
+        raise _TooLong
+
+
 def _check_width(value: object) -> None:
     if isinstance(value, int) and value > _max_chars():
         raise SecurityError(f"a width or count of {value} is too large")
@@ -504,11 +510,13 @@ class _SandboxEnv(ImmutableSandboxedEnvironment):
         else:
             value = super().getattr(obj, attribute)
         _tick()
+        _check_text_size(value)
         return value
 
     def getitem(self, obj: Any, argument: Any) -> Any:
         value = super().getitem(obj, argument)
         _tick()
+        _check_text_size(value)
         return value
 
     def call(

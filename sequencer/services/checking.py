@@ -56,10 +56,13 @@ def _digest(path: Path) -> str:
 
 
 def _exclusions(result: AudienceResult) -> list[Exclusion]:
+    """Rows the CSV loader dropped, with the loader's own message as the detail."""
+    messages = {(p.source, p.row): p.message for p in result.problems}
     out = []
-    for email, row, source, reason in result.excluded:
-        code = ExclusionReason(reason) if reason in ExclusionReason else ExclusionReason.INVALID
-        out.append(Exclusion(email, source, row, code, f"{source} row {row}: {reason}"))
+    for value, row, source, reason in result.excluded:
+        code = ExclusionReason.DUPLICATE if reason == "duplicate" else ExclusionReason.INVALID
+        detail = messages.get((source, row), reason)
+        out.append(Exclusion(value, source, row, code, detail))
     return out
 
 

@@ -1,0 +1,33 @@
+"""Run the real `refseq` CLI in-process against a given database."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from typer.testing import CliRunner
+
+from sequencer.adapters.cli.main import app
+
+NOW = "2026-11-23T20:00:00+00:00"  # Monday 15:00 New York
+
+
+class Cli:
+    def __init__(self, db_url: str, cwd: Path) -> None:
+        self.env = {"REFSEQ_DATABASE_URL": db_url, "COLUMNS": "200"}
+        self.cwd = cwd
+        self.runner = CliRunner()
+
+    def __call__(self, *args: str, code: int = 0) -> Any:
+        result = self.runner.invoke(app, list(args), env=self.env, catch_exceptions=False)
+        assert result.exit_code == code, (result.exit_code, result.stdout, result.stderr)
+        return result
+
+    def json(self, *args: str, code: int = 0) -> Any:
+        return json.loads(self(*args, "--json", code=code).stdout)
+
+
+def init_example(cli: Cli, folder: Path) -> Path:
+    cli("init", str(folder))
+    return folder / "campaign.yaml"
