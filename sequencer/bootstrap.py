@@ -8,6 +8,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from sequencer.config import Settings
+from sequencer.core.drafts import DraftConfig
 from sequencer.core.ports import UnitOfWork
 
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -25,6 +26,14 @@ def shipped_templates_dir() -> Path:
 
 def example_dir() -> Path:
     return PACKAGE_DIR / "example"
+
+
+def draft_config(settings: Settings) -> DraftConfig:
+    return DraftConfig(
+        secret_key=settings.secret_key,
+        base_url=settings.base_url,
+        shipped_templates=shipped_templates_dir(),
+    )
 
 
 def utcnow() -> datetime:

@@ -1,1 +1,3 @@
-"""Pure domain logic: values in, values out, ``now`` passed in. No I/O besides reading files given."""
+"""Pure domain logic: values in, values out, ``now`` passed in.
+
+No I/O besides reading the files it is given."""

@@ -13,7 +13,7 @@ import email.policy
 import email.utils
 import html
 import re
-import secrets
+import uuid
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from email.errors import HeaderParseError
@@ -92,7 +92,9 @@ def make_message_id(domain: str) -> str:
     host = _ascii_domain(domain.rpartition("@")[2].strip().lower())
     if not re.fullmatch(r"[a-z0-9](?:[a-z0-9.-]*[a-z0-9])?", host):
         raise ValueError(f"invalid domain for a message id: {domain!r}")
-    return email.utils.make_msgid(idstring=secrets.token_hex(8), domain=host)
+    # 128 random bits keep it unique and short: make_msgid's time.pid.random form is ~70
+    # characters, which makes In-Reply-To/References fold onto a second line.
+    return f"<{uuid.uuid4().hex}@{host}>"
 
 
 def thread_subject(first_subject: str) -> str:

@@ -8,6 +8,7 @@ from datetime import datetime
 from enum import StrEnum
 
 from sequencer.core.model import Audience, CampaignSpec, NamePolicy, Prospect, Temperature
+from sequencer.core.ports import NewEnrollment
 from sequencer.core.referral import ReferralPath, choose_path, classify, may_name
 from sequencer.core.schedule import next_slot, send_zone
 from sequencer.core.states import EnrollmentState
@@ -163,4 +164,42 @@ def _plan_one(
         first_due=next_slot(now, spec.schedule, zone),
         zone=zone.key,
         hold_reason=hold,
+    )
+
+
+def _path_json(path: ReferralPath, policy: NamePolicy) -> dict[str, object]:
+    r = path.referrer
+    return {
+        "may_name": may_name(r, policy),
+        "title": r.title,
+        "referrer_id": r.id,
+        "name": r.name,
+        "company": r.company,
+        "strength": path.referral.strength,
+        "our_strength": r.our_strength,
+        "context": path.referral.context,
+        "row": path.referral.row,
+    }
+
+
+def to_new_enrollment(p: PlannedEnrollment, policy: NamePolicy) -> NewEnrollment:
+    return NewEnrollment(
+        prospect_key=p.prospect.key,
+        prospect_email=p.prospect.email,
+        prospect=p.prospect.fields(),
+        referrer=p.path.referrer.fields(),
+        referral={
+            "strength": p.path.referral.strength,
+            "context": p.path.referral.context,
+            "row": p.path.referral.row,
+            "zone": p.zone,
+        },
+        other_referrals=[_path_json(o, policy) for o in p.others],
+        temperature=p.temperature.value,
+        sequence=p.sequence,
+        may_name_referrer=p.may_name_referrer,
+        reason=p.reason,
+        state=p.state,
+        hold_reason=p.hold_reason,
+        next_due_at=None if p.held else p.first_due,
     )

@@ -8,7 +8,7 @@ from datetime import datetime
 from types import TracebackType
 from typing import Any, Protocol, Self
 
-from sequencer.core.states import CampaignStatus, EnrollmentState
+from sequencer.core.states import CampaignStatus, DraftState, EnrollmentState
 
 
 @dataclass(frozen=True)
@@ -128,7 +128,7 @@ class Repository(Protocol):
         progress: Callable[[int], None] | None = None,
     ) -> int: ...
     def replace_held(self, campaign_id: int, row: NewEnrollment, now: datetime) -> bool:
-        """Re-plan a HELD enrollment of this prospect (consent or data changed). False if not held."""
+        """Re-plan a HELD enrollment (consent or data changed). False if it is not held."""
         ...
 
     def list_enrollments(
@@ -136,8 +136,111 @@ class Repository(Protocol):
     ) -> list[EnrollmentRecord]: ...
 
 
+@dataclass(frozen=True)
+class NewDraft:
+    enrollment_id: int
+    step_index: int  # 0-based position in the enrollment's sequence
+    template: str
+    state: DraftState
+    to_email: str
+    subject: str
+    text: str
+    html: str | None
+    headers: dict[str, str]  # From, To, In-Reply-To, References, List-Unsubscribe, …
+    message_id: str  # RFC 5322 Message-ID, with angle brackets
+    due_at: datetime
+
+
+@dataclass(frozen=True)
+class DraftRecord:
+    id: int
+    enrollment_id: int
+    campaign_id: int
+    step_index: int
+    template: str
+    state: DraftState
+    to_email: str
+    subject: str
+    text: str
+    html: str | None
+    headers: dict[str, str]
+    message_id: str
+    due_at: datetime
+    revision: int  # +1 on every change of content or state; the optimistic-concurrency token
+    decided_by: str | None
+    decided_at: datetime | None
+    reason: str | None
+    created_at: datetime
+    updated_at: datetime
+
+    @property
+    def step_number(self) -> int:
+        return self.step_index + 1
+
+
+@dataclass(frozen=True)
+class DraftView:
+    """A draft with what a rep needs to judge it (campaign, prospect, referral)."""
+
+    draft: DraftRecord
+    campaign: str
+    rep_email: str
+    enrollment: EnrollmentRecord
+
+
+@dataclass(frozen=True)
+class DraftEvent:
+    draft_id: int
+    actor: str
+    action: str  # created | approve | reject | edit | …
+    before: dict[str, Any]
+    after: dict[str, Any]
+    at: datetime
+
+
+class DraftRepository(Protocol):
+    def due_enrollments(self, now: datetime, limit: int) -> list[EnrollmentRecord]:
+        """Active enrollments of active campaigns whose next step is due (next_due_at <= now)
+        and has no draft yet (no row for (enrollment, steps_done)), oldest due first."""
+        ...
+
+    def drafts_of(self, enrollment_id: int) -> list[DraftRecord]: ...
+    def add_draft(self, draft: NewDraft, now: datetime) -> DraftRecord | None:
+        """Insert; None when (enrollment, step) already has a draft (enforced by the DB)."""
+        ...
+
+    def get_draft(self, draft_id: int) -> DraftView | None: ...
+    def list_drafts(
+        self,
+        states: Iterable[DraftState],
+        rep_email: str | None = None,
+        campaign: str | None = None,
+    ) -> list[DraftView]:
+        """Newest first."""
+        ...
+
+    def update_draft(
+        self, draft_id: int, expected_revision: int, now: datetime, **changes: Any
+    ) -> DraftRecord | None:
+        """Compare-and-set on ``revision``: applies ``changes`` (state, subject, text, html,
+        headers, decided_by, decided_at, reason) and bumps the revision; None if it changed."""
+        ...
+
+    def campaign_by_id(self, campaign_id: int) -> CampaignRecord | None: ...
+    def update_enrollment(self, enrollment_id: int, now: datetime, **changes: Any) -> None:
+        """Set state, steps_done, next_due_at, paused_until or hold_reason."""
+        ...
+
+    def add_draft_event(self, event: DraftEvent) -> None: ...
+    def draft_events(self, draft_id: int) -> list[DraftEvent]: ...
+
+
+class Store(Repository, DraftRepository, Protocol):
+    """Everything the services read and write, in one transaction."""
+
+
 class UnitOfWork(Protocol):
-    repo: Repository
+    repo: Store
 
     def __enter__(self) -> Self: ...
     def __exit__(

@@ -65,7 +65,7 @@ def classify(path: ReferralPath, rule: TemperatureRule) -> Classification:
 
 
 def choose_path(paths: list[ReferralPath]) -> tuple[ReferralPath, list[ReferralPath]]:
-    """The strongest path (the weaker of its two strengths is highest) and the others, best first."""
+    """The strongest path (its weaker strength is highest) and the others, best first."""
     if not paths:
         raise ValueError("choose_path needs at least one referral path")
     ordered = sorted(paths, key=ReferralPath.rank_key, reverse=True)

@@ -51,7 +51,7 @@ def next_slot(now: datetime, schedule: ScheduleSpec, zone: ZoneInfo) -> datetime
 def add_business_days(
     moment: datetime, days: int, zone: ZoneInfo, holidays: tuple[date, ...]
 ) -> datetime:
-    """``moment`` moved forward by ``days`` local business days (Mon–Fri, not holidays)."""
+    """``moment`` moved forward by ``days`` local business days (Mon-Fri, not holidays)."""
     local = moment.astimezone(zone)
     day = local.date()
     left = days

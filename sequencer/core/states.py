@@ -80,3 +80,52 @@ def campaign_transition(status: CampaignStatus, event: str) -> CampaignStatus:
         return CAMPAIGN_TRANSITIONS[(status, event)]
     except KeyError:
         raise InvalidTransition("campaign", status.value, event) from None
+
+
+class DraftState(StrEnum):
+    """A message's life::
+
+    pending_approval ──approve──▶ approved ──claim──▶ sending ──sent──▶ sent
+           │  ▲                    │   │                 ├──fail──▶ failed
+           │  └──edit (stays)      │   └──cancel         └──unknown──▶ needs_attention
+           ├──reject──▶ rejected   ▼
+           └──cancel──▶ cancelled (enrollment stopped before it went out)
+    """
+
+    PENDING_APPROVAL = "pending_approval"
+    APPROVED = "approved"
+    SENDING = "sending"
+    SENT = "sent"
+    FAILED = "failed"
+    NEEDS_ATTENTION = "needs_attention"
+    REJECTED = "rejected"
+    SKIPPED = "skipped"
+    CANCELLED = "cancelled"
+
+
+DRAFT_TRANSITIONS: dict[tuple[DraftState, str], DraftState] = {
+    (DraftState.PENDING_APPROVAL, "approve"): DraftState.APPROVED,
+    (DraftState.PENDING_APPROVAL, "edit"): DraftState.PENDING_APPROVAL,
+    (DraftState.PENDING_APPROVAL, "reject"): DraftState.REJECTED,
+    (DraftState.PENDING_APPROVAL, "cancel"): DraftState.CANCELLED,
+    (DraftState.APPROVED, "approve"): DraftState.APPROVED,  # approving twice is harmless
+    (DraftState.APPROVED, "claim"): DraftState.SENDING,
+    (DraftState.APPROVED, "cancel"): DraftState.CANCELLED,
+    (DraftState.APPROVED, "reject"): DraftState.REJECTED,
+    (DraftState.SENDING, "sent"): DraftState.SENT,
+    (DraftState.SENDING, "fail"): DraftState.FAILED,
+    (DraftState.SENDING, "unknown"): DraftState.NEEDS_ATTENTION,
+    (DraftState.SENDING, "release"): DraftState.APPROVED,
+    (DraftState.NEEDS_ATTENTION, "sent"): DraftState.SENT,
+    (DraftState.NEEDS_ATTENTION, "cancel"): DraftState.CANCELLED,
+}
+
+# A draft in one of these states may still go out: stopping an enrollment cancels them.
+OPEN_DRAFT_STATES = frozenset({DraftState.PENDING_APPROVAL, DraftState.APPROVED})
+
+
+def draft_transition(state: DraftState, event: str) -> DraftState:
+    try:
+        return DRAFT_TRANSITIONS[(state, event)]
+    except KeyError:
+        raise InvalidTransition("draft", state.value, event) from None

@@ -1,4 +1,4 @@
-"""Load and check everything a campaign needs, collecting every problem before anything is stored."""
+"""Load and check everything a campaign needs: all problems, before anything is stored."""
 
 from __future__ import annotations
 
@@ -8,10 +8,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from sequencer.core.audience import AudienceResult, load_audience
+from sequencer.core.drafts import DraftConfig
 from sequencer.core.model import Audience, CampaignSpec
 from sequencer.core.plan import Exclusion, ExclusionReason
 from sequencer.core.spec import load_campaign
 from sequencer.errors import Problem
+from sequencer.services.rendering import render_check
 
 Progress = Callable[[int], None]
 
@@ -66,7 +68,10 @@ def _exclusions(result: AudienceResult) -> list[Exclusion]:
     return out
 
 
-def check_campaign(path: Path, progress: Progress | None = None) -> CampaignCheck:
+def check_campaign(
+    path: Path, cfg: DraftConfig | None = None, progress: Progress | None = None
+) -> CampaignCheck:
+    """Read and check everything; with ``cfg``, also render every step for every prospect."""
     spec, errors, warnings = load_campaign(path)
     check = CampaignCheck(path=path, spec=spec, spec_errors=errors, warnings=warnings)
     if spec is None:
@@ -79,4 +84,6 @@ def check_campaign(path: Path, progress: Progress | None = None) -> CampaignChec
     check.row_problems = list(result.problems)
     check.row_exclusions = _exclusions(result)
     check.data_digests = [_digest(p) for p in (d.prospects, d.referrers, d.referrals)]
+    if cfg is not None:
+        check.render_errors = render_check(spec, result.audience, cfg)
     return check

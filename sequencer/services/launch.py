@@ -6,9 +6,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
-from sequencer.core.plan import Plan, PlannedEnrollment, build_plan
-from sequencer.core.ports import NewEnrollment, Repository, UnitOfWork
-from sequencer.core.referral import ReferralPath
+from sequencer.core.plan import Plan, build_plan, to_new_enrollment
+from sequencer.core.ports import Repository, UnitOfWork
 from sequencer.core.specjson import spec_hash, spec_to_json
 from sequencer.core.states import CampaignStatus
 from sequencer.errors import SequencerError, SpecError
@@ -28,7 +27,8 @@ class LaunchReport:
 
 
 def _plan(check: CampaignCheck, repo: Repository, campaign_id: int | None, now: datetime) -> Plan:
-    assert check.spec is not None and check.audience is not None
+    assert check.spec is not None
+    assert check.audience is not None
     plan = build_plan(
         check.spec,
         check.audience,
@@ -53,42 +53,6 @@ def plan_campaign(uow_factory: UowFactory, check: CampaignCheck, now: datetime) 
     with uow_factory() as uow:
         existing = uow.repo.get_campaign(check.spec.name)
         return _plan(check, uow.repo, existing.id if existing else None, now)
-
-
-def _path_json(path: ReferralPath) -> dict[str, object]:
-    r = path.referrer
-    return {
-        "referrer_id": r.id,
-        "name": r.name,
-        "company": r.company,
-        "strength": path.referral.strength,
-        "our_strength": r.our_strength,
-        "context": path.referral.context,
-        "row": path.referral.row,
-    }
-
-
-def to_new_enrollment(p: PlannedEnrollment) -> NewEnrollment:
-    return NewEnrollment(
-        prospect_key=p.prospect.key,
-        prospect_email=p.prospect.email,
-        prospect=p.prospect.fields(),
-        referrer=p.path.referrer.fields(),
-        referral={
-            "strength": p.path.referral.strength,
-            "context": p.path.referral.context,
-            "row": p.path.referral.row,
-            "zone": p.zone,
-        },
-        other_referrals=[_path_json(o) for o in p.others],
-        temperature=p.temperature.value,
-        sequence=p.sequence,
-        may_name_referrer=p.may_name_referrer,
-        reason=p.reason,
-        state=p.state,
-        hold_reason=p.hold_reason,
-        next_due_at=None if p.held else p.first_due,
-    )
 
 
 def launch_campaign(
@@ -117,14 +81,15 @@ def launch_campaign(
             )
         plan = _plan(check, repo, existing.id if existing else None, now)
         record, created = repo.save_campaign(spec.name, str(check.path), digest, spec_json, now)
-        held_before = {
-            k for k, s in repo.enrollment_states(record.id).items() if s.value == "held"
-        }
-        fresh = [to_new_enrollment(p) for p in plan.enroll if p.prospect.key not in held_before]
+        held_before = {k for k, s in repo.enrollment_states(record.id).items() if s.value == "held"}
+        policy = spec.temperature.name_referrer
+        fresh = [
+            to_new_enrollment(p, policy) for p in plan.enroll if p.prospect.key not in held_before
+        ]
         released = 0
         for p in plan.enroll:
             if p.prospect.key in held_before and repo.replace_held(
-                record.id, to_new_enrollment(p), now
+                record.id, to_new_enrollment(p, policy), now
             ):
                 released += 1
         enrolled = repo.add_enrollments(record.id, fresh, now, progress)

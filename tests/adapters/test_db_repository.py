@@ -4,15 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import event
+from sqlalchemy import event, make_url
 from sqlalchemy.exc import IntegrityError, StatementError
 
 from sequencer.adapters.db import repository
-from sequencer.adapters.db.session import SqlUnitOfWorkFactory
-from sequencer.core.ports import CampaignRecord, NewEnrollment, UnitOfWork
+from sequencer.adapters.db.session import SqlUnitOfWorkFactory, make_engine, normalize_url
+from sequencer.core.ports import CampaignRecord, NewEnrollment
 from sequencer.core.states import CampaignStatus, EnrollmentState
 from sequencer.errors import NotFound
 
@@ -72,10 +73,11 @@ def set_status(uow_factory: SqlUnitOfWorkFactory, campaign_id: int, status: Camp
 # -- unit of work -------------------------------------------------------------------------------
 
 
-def test_it_is_a_unit_of_work(uow_factory: SqlUnitOfWorkFactory) -> None:
-    uow: UnitOfWork = uow_factory()
+def test_entering_returns_the_unit_of_work(uow_factory: SqlUnitOfWorkFactory) -> None:
+    uow = uow_factory()
     with uow as entered:
         assert entered is uow
+        assert isinstance(uow.repo, repository.SqlRepository)
 
 
 def test_it_keeps_only_committed_work(uow_factory: SqlUnitOfWorkFactory) -> None:
@@ -410,3 +412,40 @@ def test_suppressions_are_case_insensitive_and_unique(uow_factory: SqlUnitOfWork
         uow.commit()
     with uow_factory() as uow:
         assert uow.repo.suppressed_values() == {"@competitor.io"}
+
+
+# -- engines ------------------------------------------------------------------------------------
+
+
+def test_sqlite_connections_get_the_pragmas(tmp_path: Path) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path / 'p.db'}")
+    try:
+        with engine.connect() as connection:
+            got = {
+                name: connection.exec_driver_sql(f"PRAGMA {name}").scalar()
+                for name in ("foreign_keys", "journal_mode", "busy_timeout", "synchronous")
+            }
+    finally:
+        engine.dispose()
+    assert got == {"foreign_keys": 1, "journal_mode": "wal", "busy_timeout": 5000, "synchronous": 1}
+
+
+@pytest.mark.parametrize(
+    ("url", "driver"),
+    [
+        ("postgres://u:p%40ss@db:5433/refseq", "postgresql+psycopg"),
+        ("postgresql://u@db/refseq", "postgresql+psycopg"),
+        ("postgresql+psycopg://u@db/refseq", "postgresql+psycopg"),
+        ("sqlite:///x.db", "sqlite"),
+    ],
+)
+def test_it_selects_psycopg_for_postgresql_urls(url: str, driver: str) -> None:
+    normalized = make_url(normalize_url(url))
+    assert normalized.drivername == driver
+    assert normalized.database == make_url(url).database
+    assert normalized.password == make_url(url).password
+
+
+def test_it_refuses_other_databases() -> None:
+    with pytest.raises(ValueError, match="unsupported database 'mysql'"):
+        make_engine("mysql://u@h/db")

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
+import subprocess
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -14,9 +15,13 @@ from sequencer.adapters.db import migrate
 from sequencer.adapters.db.session import make_engine, make_uow_factory
 from sequencer.adapters.db.tables import Base
 from sequencer.adapters.db.types import render_item
+from sequencer.core.ports import NewDraft
+from sequencer.core.states import DraftState
+from tests.adapters.test_db_repository import enrollment
 
 NOW = datetime(2025, 3, 3, 9, 0, tzinfo=UTC)
-TABLES = {"campaigns", "enrollments", "suppressions"}
+TABLES_0001 = {"campaigns", "enrollments", "suppressions"}
+TABLES = TABLES_0001 | {"drafts", "draft_events"}
 
 
 def table_names(url: str) -> set[str]:
@@ -46,6 +51,35 @@ def add_campaign(url: str, name: str) -> None:
         factory.dispose()
 
 
+def add_draft(url: str, campaign: str) -> None:
+    """Enroll one prospect in ``campaign`` and draft its first step."""
+    factory = make_uow_factory(url)
+    try:
+        with factory() as uow:
+            record = uow.repo.get_campaign(campaign)
+            assert record is not None
+            if not uow.repo.list_enrollments(record.id):
+                uow.repo.add_enrollments(record.id, [enrollment("p@x.com")], NOW)
+            (enrolled,) = uow.repo.list_enrollments(record.id)
+            draft = NewDraft(
+                enrollment_id=enrolled.id,
+                step_index=0,
+                template="intro",
+                state=DraftState.PENDING_APPROVAL,
+                to_email="p@x.com",
+                subject="Hi",
+                text="Hello",
+                html=None,
+                headers={},
+                message_id="<1@x>",
+                due_at=NOW,
+            )
+            assert uow.repo.add_draft(draft, NOW) is not None
+            uow.commit()
+    finally:
+        factory.dispose()
+
+
 def diff_against(url: str, metadata: MetaData) -> list[object]:
     engine = make_engine(url)
     try:
@@ -59,7 +93,7 @@ def diff_against(url: str, metadata: MetaData) -> list[object]:
 
 
 def test_there_is_one_head() -> None:
-    assert migrate.script_head() == "0001"
+    assert migrate.script_head() == "0002"
 
 
 def test_it_upgrades_downgrades_and_upgrades_again(empty_db_url: str) -> None:
@@ -82,6 +116,34 @@ def test_it_upgrades_downgrades_and_upgrades_again(empty_db_url: str) -> None:
     assert campaign_names(empty_db_url) == []
     add_campaign(empty_db_url, "again")
     assert campaign_names(empty_db_url) == ["again"]
+
+
+def test_drafts_downgrade_to_0001_and_come_back(empty_db_url: str) -> None:
+    """0002 (drafts) goes away and comes back without touching 0001's tables or rows."""
+    migrate.upgrade(empty_db_url, "0001")
+    assert migrate.current(empty_db_url) == "0001"
+    assert table_names(empty_db_url) == TABLES_0001
+    add_campaign(empty_db_url, "before-drafts")
+
+    migrate.upgrade(empty_db_url)
+    assert migrate.current(empty_db_url) == "0002"
+    assert table_names(empty_db_url) == TABLES
+    add_draft(empty_db_url, "before-drafts")
+
+    migrate.downgrade(empty_db_url, "0001")
+    assert migrate.current(empty_db_url) == "0001"
+    assert table_names(empty_db_url) == TABLES_0001
+    assert campaign_names(empty_db_url) == ["before-drafts"]
+    before_drafts = MetaData(naming_convention=Base.metadata.naming_convention)
+    for table in Base.metadata.sorted_tables:
+        if table.name in TABLES_0001:
+            table.to_metadata(before_drafts)
+    assert diff_against(empty_db_url, before_drafts) == []  # 0001's schema, exactly
+
+    migrate.upgrade(empty_db_url)
+    assert table_names(empty_db_url) == TABLES
+    assert diff_against(empty_db_url, Base.metadata) == []
+    add_draft(empty_db_url, "before-drafts")  # step 0 is free again: the drafts went with 0002
 
 
 def test_the_migrations_match_the_models(db_url: str) -> None:
@@ -145,8 +207,19 @@ def test_autogenerate_renders_plain_sqlalchemy_types(empty_db_url: str) -> None:
 
 
 def test_processes_starting_together_migrate_once(empty_db_url: str) -> None:
-    with ThreadPoolExecutor(max_workers=4) as pool:
-        ran = list(pool.map(lambda _: migrate.ensure_schema(empty_db_url), range(4)))
-    assert any(ran)
+    script = (
+        "import sys; from sequencer.adapters.db.migrate import ensure_schema as e; e(sys.argv[1])"
+    )
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", script, empty_db_url],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for _ in range(3)
+    ]
+    outputs = [proc.communicate(timeout=60)[0] for proc in procs]
+    assert [proc.returncode for proc in procs] == [0, 0, 0], outputs
     assert migrate.current(empty_db_url) == migrate.script_head()
     assert table_names(empty_db_url) == TABLES

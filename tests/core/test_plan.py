@@ -2,9 +2,24 @@ from datetime import UTC, datetime, time
 from pathlib import Path
 
 from sequencer.core.model import (
-    Approval, Audience, CampaignSpec, DataFiles, MailboxSpec, NamePolicy, Prospect, Referral,
-    Referrer, RepSpec, RoutingSpec, ScheduleSpec, Security, SendWindow, ServerSpec, StepSpec,
-    Temperature, TemperatureRule,
+    Approval,
+    Audience,
+    CampaignSpec,
+    DataFiles,
+    MailboxSpec,
+    NamePolicy,
+    Prospect,
+    Referral,
+    Referrer,
+    RepSpec,
+    RoutingSpec,
+    ScheduleSpec,
+    Security,
+    SendWindow,
+    ServerSpec,
+    StepSpec,
+    Temperature,
+    TemperatureRule,
 )
 from sequencer.core.plan import ExclusionReason, build_plan
 from sequencer.core.states import EnrollmentState
@@ -18,12 +33,16 @@ def spec(policy=NamePolicy.CONSENTED, unnamed=False):
     if unnamed:
         seqs["unnamed"] = STEP
     return CampaignSpec(
-        name="c", source=Path("c.yaml"), rep=RepSpec("Rep", "rep@acme.example", "America/New_York"),
+        name="c",
+        source=Path("c.yaml"),
+        rep=RepSpec("Rep", "rep@acme.example", "America/New_York"),
         mailbox=MailboxSpec(ServerSpec("h", 25, Security.NONE, "u", None), None, "INBOX", 100, 60),
         data=DataFiles(Path("p"), Path("r"), Path("rr")),
         temperature=TemperatureRule(4, 4, None, policy),
         schedule=ScheduleSpec("prospect", SendWindow((0, 1, 2, 3, 4), time(9), time(17)), ()),
-        sequences=seqs, postal_address="1 Main St", routing=RoutingSpec(True, None, "draft"),
+        sequences=seqs,
+        postal_address="1 Main St",
+        routing=RoutingSpec(True, None, "draft"),
     )
 
 
@@ -66,12 +85,17 @@ def test_it_excludes_suppressed_addresses_and_domains_case_insensitively():
     result = plan(aud, suppressed={"ana@x.example", "@blocked.example"})
     assert result.enroll == ()
     assert [(e.row, e.reason) for e in result.excluded] == [
-        (2, ExclusionReason.SUPPRESSED), (3, ExclusionReason.SUPPRESSED)]
+        (2, ExclusionReason.SUPPRESSED),
+        (3, ExclusionReason.SUPPRESSED),
+    ]
 
 
 def test_it_excludes_prospects_live_in_another_campaign_and_without_referral():
-    aud = audience([prospect("a@x.example"), prospect("b@x.example", row=3)], [referrer("r")],
-                   [Referral("r", "a@x.example", 5, "")])
+    aud = audience(
+        [prospect("a@x.example"), prospect("b@x.example", row=3)],
+        [referrer("r")],
+        [Referral("r", "a@x.example", 5, "")],
+    )
     result = plan(aud, live_elsewhere={"a@x.example": "other"})
     assert [(e.email, e.reason, e.detail) for e in result.excluded] == [
         ("a@x.example", ExclusionReason.ACTIVE_ELSEWHERE, "already in active campaign 'other'"),
@@ -80,8 +104,11 @@ def test_it_excludes_prospects_live_in_another_campaign_and_without_referral():
 
 
 def test_it_holds_a_prospect_whose_referrer_has_not_consented():
-    aud = audience([prospect("a@x.example")], [referrer("r", consent=False)],
-                   [Referral("r", "a@x.example", 5, "")])
+    aud = audience(
+        [prospect("a@x.example")],
+        [referrer("r", consent=False)],
+        [Referral("r", "a@x.example", 5, "")],
+    )
     result = plan(aud)
     (p,) = result.enroll
     assert p.state is EnrollmentState.HELD and not p.may_name_referrer
@@ -90,29 +117,42 @@ def test_it_holds_a_prospect_whose_referrer_has_not_consented():
 
 
 def test_it_uses_the_unnamed_sequence_when_the_campaign_has_one():
-    aud = audience([prospect("a@x.example")], [referrer("r", consent=False)],
-                   [Referral("r", "a@x.example", 5, "")])
+    aud = audience(
+        [prospect("a@x.example")],
+        [referrer("r", consent=False)],
+        [Referral("r", "a@x.example", 5, "")],
+    )
     (p,) = plan(aud, spec(unnamed=True)).enroll
     assert (p.state, p.sequence, p.may_name_referrer) == (EnrollmentState.ACTIVE, "unnamed", False)
 
 
 def test_it_never_names_under_never_but_still_enrolls():
-    aud = audience([prospect("a@x.example")], [referrer("r")], [Referral("r", "a@x.example", 5, "")])
+    aud = audience(
+        [prospect("a@x.example")], [referrer("r")], [Referral("r", "a@x.example", 5, "")]
+    )
     (p,) = plan(aud, spec(NamePolicy.NEVER)).enroll
     assert (p.state, p.sequence, p.may_name_referrer) == (EnrollmentState.ACTIVE, "warm", False)
 
 
 def test_it_leaves_enrolled_prospects_alone_but_replans_held_ones():
-    aud = audience([prospect("a@x.example"), prospect("b@x.example")], [referrer("r")],
-                   [Referral("r", "a@x.example", 5, ""), Referral("r", "b@x.example", 5, "")])
-    result = plan(aud, already={"a@x.example": EnrollmentState.ACTIVE, "b@x.example": EnrollmentState.HELD})
+    aud = audience(
+        [prospect("a@x.example"), prospect("b@x.example")],
+        [referrer("r")],
+        [Referral("r", "a@x.example", 5, ""), Referral("r", "b@x.example", 5, "")],
+    )
+    result = plan(
+        aud, already={"a@x.example": EnrollmentState.ACTIVE, "b@x.example": EnrollmentState.HELD}
+    )
     assert result.unchanged == 1
     assert [p.prospect.email for p in result.enroll] == ["b@x.example"]
 
 
 def test_it_schedules_the_first_step_in_the_prospects_zone():
-    aud = audience([prospect("a@x.example", tz="Asia/Tokyo")], [referrer("r")],
-                   [Referral("r", "a@x.example", 5, "")])
+    aud = audience(
+        [prospect("a@x.example", tz="Asia/Tokyo")],
+        [referrer("r")],
+        [Referral("r", "a@x.example", 5, "")],
+    )
     (p,) = plan(aud).enroll
     assert p.first_due == datetime(2026, 11, 24, 0, 0, tzinfo=UTC)  # Tue 09:00 Tokyo
     assert p.first_due_local.hour == 9

@@ -1,7 +1,9 @@
 from sequencer.core.model import NamePolicy, Referral, Referrer, Temperature, TemperatureRule
 from sequencer.core.referral import ReferralPath, choose_path, classify, may_name
 
-RULE = TemperatureRule(min_our_strength=4, min_their_strength=4, min_nps=None, name_referrer=NamePolicy.CONSENTED)
+RULE = TemperatureRule(
+    min_our_strength=4, min_their_strength=4, min_nps=None, name_referrer=NamePolicy.CONSENTED
+)
 
 
 def referrer(rid="r1", ours=5, nps=None, consent=True, customer=False):
@@ -27,7 +29,10 @@ def test_it_applies_the_nps_threshold_when_asked():
     rule = TemperatureRule(4, 4, 9, NamePolicy.CONSENTED)
     assert classify(path(nps=9), rule).temperature is Temperature.WARM
     low = classify(path(nps=7), rule)
-    assert (low.temperature, low.reason) == (Temperature.COLD, "cold: ours 5/5, theirs 5/5, nps 7 < 9")
+    assert (low.temperature, low.reason) == (
+        Temperature.COLD,
+        "cold: ours 5/5, theirs 5/5, nps 7 < 9",
+    )
     assert classify(path(nps=None), rule).reason.endswith("nps unknown < 9")
 
 

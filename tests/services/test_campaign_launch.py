@@ -73,7 +73,9 @@ def test_it_changes_nothing_when_launched_again(cli, uow_factory, tmp_path):
     }
 
 
-def test_an_edited_file_updates_the_campaign_and_enrolls_only_new_people(cli, uow_factory, tmp_path):
+def test_an_edited_file_updates_the_campaign_and_enrolls_only_new_people(
+    cli, uow_factory, tmp_path
+):
     yaml = init_example(cli, tmp_path / "camp")
     cli("launch", str(yaml), "--now", NOW)
     with (yaml.parent / "prospects.csv").open("a", encoding="utf-8") as fh:
@@ -93,7 +95,7 @@ def test_a_held_prospect_is_released_when_consent_arrives(cli, uow_factory, tmp_
     yaml = init_example(cli, tmp_path / "camp")
     text = yaml.read_text()
     cut = text.index("  # used instead of warm/cold")
-    yaml.write_text(text[:cut] + text[text.index("compliance:"):])  # no `unnamed` sequence
+    yaml.write_text(text[:cut] + text[text.index("compliance:") :])  # no `unnamed` sequence
     report = cli.json("launch", str(yaml), "--now", NOW)
     (held,) = report["held"]
     assert held["email"] == "aiko.tanaka@kumo.example"
@@ -106,7 +108,11 @@ def test_a_held_prospect_is_released_when_consent_arrives(cli, uow_factory, tmp_
     again = cli.json("launch", str(yaml), "--now", NOW)
     assert again["released"] == 1 and again["enrolled"] == 0
     row = enrollments(uow_factory)["aiko.tanaka@kumo.example"]
-    assert (row.state, row.sequence, row.may_name_referrer) == (EnrollmentState.ACTIVE, "warm", True)
+    assert (row.state, row.sequence, row.may_name_referrer) == (
+        EnrollmentState.ACTIVE,
+        "warm",
+        True,
+    )
     assert row.next_due_at is not None
 
 
@@ -122,10 +128,14 @@ def test_bad_rows_are_reported_and_good_rows_still_launch(cli, uow_factory, tmp_
     assert [(e["row"], e["reason"]) for e in report["excluded"]] == [(8, "invalid")]
 
 
-def test_a_broken_campaign_file_reports_every_problem_and_writes_nothing(cli, uow_factory, tmp_path):
+def test_a_broken_campaign_file_reports_every_problem_and_writes_nothing(
+    cli, uow_factory, tmp_path
+):
     yaml = init_example(cli, tmp_path / "camp")
     text = yaml.read_text()
-    text = text.replace("port: 2525", "port: 25x").replace("timezone: America/New_York", "timezone: Mars/Base")
+    text = text.replace("port: 2525", "port: 25x").replace(
+        "timezone: America/New_York", "timezone: Mars/Base"
+    )
     text = text.replace("name_referrer: consented", "name_referer: consented")
     yaml.write_text(text)
     lines = cli("launch", str(yaml), code=1).stderr.splitlines()
@@ -145,30 +155,43 @@ def test_suppressed_and_busy_prospects_are_excluded(cli, uow_factory, tmp_path):
     cli("suppress", "add", "Elena.Park@NorthBank.example")
     cli("suppress", "add", "@PAYSAGE.example")
     assert [s["value"] for s in cli.json("suppress", "list")] == [
-        "@paysage.example", "elena.park@northbank.example"]
+        "@paysage.example",
+        "elena.park@northbank.example",
+    ]
     report = cli.json("launch", str(yaml), "--now", NOW)
     excluded = {e["email"]: e["reason"] for e in report["excluded"]}
-    assert excluded == {"elena.park@northbank.example": "suppressed",
-                        "marc.dubois@paysage.example": "suppressed"}
+    assert excluded == {
+        "elena.park@northbank.example": "suppressed",
+        "marc.dubois@paysage.example": "suppressed",
+    }
 
     other = init_example(cli, tmp_path / "other")
-    other.write_text(other.read_text().replace("campaign: q4-fintech-intros", "campaign: q1-followups"))
+    other.write_text(
+        other.read_text().replace("campaign: q4-fintech-intros", "campaign: q1-followups")
+    )
     second = cli.json("launch", str(other), "--now", NOW)
     assert second["enrolled"] == 0
     assert {e["reason"] for e in second["excluded"]} == {"suppressed", "active_elsewhere"}
-    assert "already in active campaign 'q4-fintech-intros'" in {e["detail"] for e in second["excluded"]}
+    assert "already in active campaign 'q4-fintech-intros'" in {
+        e["detail"] for e in second["excluded"]
+    }
 
 
 def test_campaigns_can_be_paused_resumed_and_stopped(cli, uow_factory, tmp_path):
     yaml = init_example(cli, tmp_path / "camp")
     cli("launch", str(yaml), "--now", NOW)
     listed = cli.json("campaigns")
-    assert [(c["name"], c["status"], c["enrollments"]) for c in listed] == [("q4-fintech-intros", "active", 6)]
+    assert [(c["name"], c["status"], c["enrollments"]) for c in listed] == [
+        ("q4-fintech-intros", "active", 6)
+    ]
     assert listed[0]["by_temperature"] == {"warm": 4, "cold": 2}
     cli("campaign", "pause", "q4-fintech-intros")
     assert "resumed" in cli("campaign", "resume", "q4-fintech-intros").stdout
     cli("campaign", "stop", "q4-fintech-intros")
-    assert "cannot 'resume' from state 'stopped'" in cli("campaign", "resume", "q4-fintech-intros", code=1).stderr
+    assert (
+        "cannot 'resume' from state 'stopped'"
+        in cli("campaign", "resume", "q4-fintech-intros", code=1).stderr
+    )
     with uow_factory() as uow:
         assert uow.repo.get_campaign("q4-fintech-intros").status is CampaignStatus.STOPPED
     assert "was stopped and cannot be launched again" in cli("launch", str(yaml), code=1).stderr

@@ -9,7 +9,7 @@ from typing import Any
 import typer
 
 from sequencer.adapters.cli import output
-from sequencer.adapters.cli.common import NOW_HELP, handle_errors, parse_now, uow
+from sequencer.adapters.cli.common import NOW_HELP, draft_config, handle_errors, parse_now, uow
 from sequencer.core.plan import Plan, PlannedEnrollment
 from sequencer.services import campaigns as svc
 from sequencer.services.checking import CampaignCheck, check_campaign
@@ -17,7 +17,9 @@ from sequencer.services.launch import launch_campaign, plan_campaign
 
 FILE = typer.Argument(..., help="The campaign YAML file.", show_default=False)
 JSON = typer.Option(False, "--json", help="Machine-readable JSON on stdout.")
-campaign_app = typer.Typer(help="Show, pause, resume or stop a launched campaign.", no_args_is_help=True)
+campaign_app = typer.Typer(
+    help="Show, pause, resume or stop a launched campaign.", no_args_is_help=True
+)
 
 
 def _count_rows(path: Path) -> int:
@@ -31,7 +33,7 @@ def load(path: Path, quiet: bool = False) -> CampaignCheck:
     spec, _, _ = load_campaign(path)
     total = _count_rows(spec.data.prospects) if spec and spec.data.prospects.is_file() else None
     with output.progress_bar("reading CSVs", total, enabled=not quiet) as update:
-        return check_campaign(path, progress=update)
+        return check_campaign(path, draft_config(), progress=update)
 
 
 def _print_problems(check: CampaignCheck) -> None:
@@ -90,7 +92,13 @@ def _plan_json(plan: Plan) -> dict[str, Any]:
         "enroll": [_plan_row(p) for p in plan.active],
         "held": [_plan_row(p) for p in plan.held],
         "excluded": [
-            {"email": e.email, "source": e.source, "row": e.row, "reason": e.reason.value, "detail": e.detail}
+            {
+                "email": e.email,
+                "source": e.source,
+                "row": e.row,
+                "reason": e.reason.value,
+                "detail": e.detail,
+            }
             for e in plan.excluded
         ],
         "already_enrolled": plan.unchanged,
@@ -118,17 +126,26 @@ def _print_plan(plan: Plan) -> None:
             f"Excluded ({len(plan.excluded)})",
             ("prospect", "where", "reason", "detail"),
             (
-                (e.email, f"{e.source} row {e.row}" if e.row else e.source, e.reason.value, e.detail)
+                (
+                    e.email,
+                    f"{e.source} row {e.row}" if e.row else e.source,
+                    e.reason.value,
+                    e.detail,
+                )
                 for e in plan.excluded
             ),
         )
     if plan.unchanged:
-        output.out.print(f"{plan.unchanged} prospect(s) already enrolled in this campaign: unchanged.")
+        output.out.print(
+            f"{plan.unchanged} prospect(s) already enrolled in this campaign: unchanged."
+        )
 
 
 @handle_errors
 def plan(
-    path: Path = FILE, now: str | None = typer.Option(None, "--now", help=NOW_HELP), as_json: bool = JSON
+    path: Path = FILE,
+    now: str | None = typer.Option(None, "--now", help=NOW_HELP),
+    as_json: bool = JSON,
 ) -> None:
     """Show who would be enrolled, warm or cold, via whom and when, without writing anything."""
     check = load(path, quiet=as_json)
@@ -143,14 +160,17 @@ def plan(
 
 @handle_errors
 def launch(
-    path: Path = FILE, now: str | None = typer.Option(None, "--now", help=NOW_HELP), as_json: bool = JSON
+    path: Path = FILE,
+    now: str | None = typer.Option(None, "--now", help=NOW_HELP),
+    as_json: bool = JSON,
 ) -> None:
     """Store the campaign and enroll its prospects in one transaction (safe to run again)."""
     check = load(path, quiet=as_json)
     if not as_json:
         _print_problems(check)
-    with output.progress_bar("enrolling", len(check.audience.prospects) if check.audience else None,
-                             enabled=not as_json) as update:
+    with output.progress_bar(
+        "enrolling", len(check.audience.prospects) if check.audience else None, enabled=not as_json
+    ) as update:
         report = launch_campaign(uow(), check, parse_now(now), progress=update)
     if as_json:
         output.emit_json(
@@ -182,8 +202,13 @@ def campaigns(as_json: bool = JSON) -> None:
     if as_json:
         output.emit_json(
             [
-                {"name": s.campaign.name, "status": s.campaign.status.value, "enrollments": s.total,
-                 "by_state": s.by_state, "by_temperature": s.by_temperature}
+                {
+                    "name": s.campaign.name,
+                    "status": s.campaign.status.value,
+                    "enrollments": s.total,
+                    "by_state": s.by_state,
+                    "by_temperature": s.by_temperature,
+                }
                 for s in rows
             ]
         )
@@ -193,9 +218,13 @@ def campaigns(as_json: bool = JSON) -> None:
         ("name", "status", "enrolled", "warm", "cold", "active", "held", "updated"),
         (
             (
-                s.campaign.name, s.campaign.status.value, s.total,
-                s.by_temperature.get("warm", 0), s.by_temperature.get("cold", 0),
-                s.by_state.get("active", 0), s.by_state.get("held", 0),
+                s.campaign.name,
+                s.campaign.status.value,
+                s.total,
+                s.by_temperature.get("warm", 0),
+                s.by_temperature.get("cold", 0),
+                s.by_state.get("active", 0),
+                s.by_state.get("held", 0),
                 s.campaign.updated_at.strftime("%Y-%m-%d %H:%M UTC"),
             )
             for s in rows
@@ -210,8 +239,16 @@ def show(name: str, as_json: bool = JSON) -> None:
     s = svc.get_campaign(uow(), name)
     c = s.campaign
     if as_json:
-        output.emit_json({"name": c.name, "status": c.status.value, "source": c.source,
-                          "by_state": s.by_state, "by_temperature": s.by_temperature, "spec": c.spec})
+        output.emit_json(
+            {
+                "name": c.name,
+                "status": c.status.value,
+                "source": c.source,
+                "by_state": s.by_state,
+                "by_temperature": s.by_temperature,
+                "spec": c.spec,
+            }
+        )
         return
     spec = c.spec
     output.table(
@@ -245,17 +282,25 @@ for _event, _done in (("pause", "paused"), ("resume", "resumed"), ("stop", "stop
 
 
 @handle_errors
-def init(directory: Path = typer.Argument(..., help="Folder to create (must be empty or new).")) -> None:
+def init(
+    directory: Path = typer.Argument(..., help="Folder to create (must be empty or new)."),
+) -> None:
     """Write a working example campaign (YAML, CSVs with warm and cold cases)."""
     from sequencer.bootstrap import example_dir
 
     if directory.exists() and any(directory.iterdir()):
         output.problem(f"error: {directory} is not empty; choose a new folder")
         raise typer.Exit(1)
-    shutil.copytree(example_dir(), directory, dirs_exist_ok=True,
-                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    shutil.copytree(
+        example_dir(),
+        directory,
+        dirs_exist_ok=True,
+        ignore=shutil.ignore_patterns("__pycache__", "*.pyc"),
+    )
     yaml = directory / "campaign.yaml"
-    output.out.print(f"wrote {directory}/: campaign.yaml, prospects.csv, referrers.csv, referrals.csv")
+    output.out.print(
+        f"wrote {directory}/: campaign.yaml, prospects.csv, referrers.csv, referrals.csv"
+    )
     output.out.print(f"next: refseq validate {yaml} && refseq plan {yaml} && refseq launch {yaml}")
 
 

@@ -11,6 +11,7 @@ import typer
 
 from sequencer.adapters.cli import output
 from sequencer.config import Settings
+from sequencer.core.drafts import DraftConfig
 from sequencer.core.ports import UnitOfWork
 from sequencer.errors import SequencerError, SpecError
 
@@ -26,14 +27,24 @@ def parse_now(value: str | None) -> datetime:
     try:
         moment = datetime.fromisoformat(value)
     except ValueError:
-        raise typer.BadParameter(f"{value!r} is not an ISO 8601 date-time", param_hint="--now") from None
+        raise typer.BadParameter(
+            f"{value!r} is not an ISO 8601 date-time", param_hint="--now"
+        ) from None
     if moment.tzinfo is None:
-        raise typer.BadParameter("give a UTC offset, e.g. 2026-12-01T09:00+00:00", param_hint="--now")
+        raise typer.BadParameter(
+            "give a UTC offset, e.g. 2026-12-01T09:00+00:00", param_hint="--now"
+        )
     return moment.astimezone(UTC)
 
 
 def settings() -> Settings:
     return Settings.from_env()
+
+
+def draft_config() -> DraftConfig:
+    from sequencer import bootstrap
+
+    return bootstrap.draft_config(settings())
 
 
 def uow() -> Callable[[], UnitOfWork]:

@@ -7,14 +7,17 @@ import typer
 from sequencer.adapters.cli import output
 from sequencer.adapters.cli.common import handle_errors, settings
 
-app = typer.Typer(help="Database schema (Alembic migrations; SQLite and PostgreSQL).", no_args_is_help=True)
+app = typer.Typer(
+    help="Database schema (Alembic migrations; SQLite and PostgreSQL).", no_args_is_help=True
+)
 
 
 @app.command("upgrade")
 @handle_errors
 def upgrade(revision: str = typer.Argument("head", help="Target revision.")) -> None:
     """Upgrade the schema of REFSEQ_DATABASE_URL (default: ./refseq.db)."""
-    from sequencer.adapters.db.migrate import current, upgrade as do_upgrade
+    from sequencer.adapters.db.migrate import current
+    from sequencer.adapters.db.migrate import upgrade as do_upgrade
 
     url = settings().database_url
     do_upgrade(url, revision)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from sequencer.adapters.cli import campaign, db, suppress
+from sequencer.adapters.cli import campaign, db, drafts, suppress
 
 app = typer.Typer(
     name="refseq",
@@ -14,6 +14,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 campaign.register(app)
+drafts.register(app)
 app.add_typer(suppress.app, name="suppress")
 app.add_typer(db.app, name="db")
 

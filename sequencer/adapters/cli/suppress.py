@@ -8,7 +8,9 @@ from sequencer.adapters.cli import output
 from sequencer.adapters.cli.common import handle_errors, parse_now, uow
 from sequencer.services import campaigns as svc
 
-app = typer.Typer(help="Addresses and @domains never to be emailed, in any campaign.", no_args_is_help=True)
+app = typer.Typer(
+    help="Addresses and @domains never to be emailed, in any campaign.", no_args_is_help=True
+)
 
 
 @app.command("add")
@@ -19,7 +21,9 @@ def add(
 ) -> None:
     """Suppress an address or a whole domain."""
     added = svc.suppress(uow(), value, reason, "cli", parse_now(None))
-    output.out.print(f"{'suppressed' if added else 'already suppressed'}: {svc.normalize_suppression(value)}")
+    output.out.print(
+        f"{'suppressed' if added else 'already suppressed'}: {svc.normalize_suppression(value)}"
+    )
 
 
 @app.command("remove")
@@ -41,7 +45,10 @@ def list_(
     as_csv: bool = typer.Option(False, "--csv", help="Machine-readable CSV."),
 ) -> None:
     """Show the suppression list."""
-    rows = [(s.value, s.reason, s.source, s.created_at.isoformat()) for s in svc.list_suppressions(uow())]
+    rows = [
+        (s.value, s.reason, s.source, s.created_at.isoformat())
+        for s in svc.list_suppressions(uow())
+    ]
     cols = ("value", "reason", "source", "created_at")
     if as_json:
         output.emit_json([dict(zip(cols, r, strict=True)) for r in rows])

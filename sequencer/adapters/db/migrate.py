@@ -54,9 +54,9 @@ def _connection(url: str, *, migrating: bool) -> Iterator[Connection]:
                 connection.exec_driver_sql("PRAGMA foreign_keys=OFF")
                 # One write transaction for the whole run: concurrent starters wait
                 # (busy_timeout), and a failed migration leaves nothing half-done.
-                pass
+                connection.exec_driver_sql("BEGIN IMMEDIATE")
             elif migrating and connection.dialect.name == "postgresql":
-                pass
+                connection.execute(select(func.pg_advisory_xact_lock(_PG_LOCK_KEY)))
             yield connection
             connection.commit()
     finally:

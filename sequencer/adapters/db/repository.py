@@ -1,4 +1,4 @@
-"""``ports.Repository`` on SQLAlchemy. Returns the core's frozen records, never ORM objects."""
+"""``ports.Store`` on SQLAlchemy. Returns the core's frozen records, never ORM objects."""
 
 from __future__ import annotations
 
@@ -8,42 +8,75 @@ from datetime import datetime
 from itertools import islice
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, Row, Table, delete, func, insert, select, update
+from sqlalchemy import (
+    ColumnElement,
+    CursorResult,
+    Row,
+    Select,
+    Table,
+    delete,
+    exists,
+    func,
+    insert,
+    select,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from sequencer.adapters.db.tables import Campaign, Enrollment, SuppressionEntry
+from sequencer.adapters.db.tables import (
+    Campaign,
+    Draft,
+    DraftEventEntry,
+    Enrollment,
+    SuppressionEntry,
+)
 from sequencer.core.ports import (
     CampaignRecord,
     CampaignSummary,
+    DraftEvent,
+    DraftRecord,
+    DraftView,
     EnrollmentRecord,
+    NewDraft,
     NewEnrollment,
     Suppression,
 )
-from sequencer.core.states import LIVE_ENROLLMENT_STATES, CampaignStatus, EnrollmentState
+from sequencer.core.states import (
+    LIVE_ENROLLMENT_STATES,
+    CampaignStatus,
+    DraftState,
+    EnrollmentState,
+)
 from sequencer.errors import NotFound
 
 INSERT_CHUNK = 2000
+CAMPAIGNS = cast(Table, Campaign.__table__)
 ENROLLMENTS = cast(Table, Enrollment.__table__)
 SUPPRESSIONS = cast(Table, SuppressionEntry.__table__)
-_PLAN_FIELDS = (
-    "prospect_key",
-    "prospect_email",
-    "prospect",
-    "referrer",
-    "referral",
-    "other_referrals",
-    "temperature",
-    "sequence",
-    "may_name_referrer",
-    "reason",
-    "state",
-    "hold_reason",
-    "next_due_at",
-)
+DRAFTS = cast(Table, Draft.__table__)
+DRAFT_EVENTS = cast(Table, DraftEventEntry.__table__)
+# NewEnrollment's fields are all enrollments columns (what launch plans for a prospect).
+_PLAN_FIELDS = tuple(f.name for f in fields(NewEnrollment))
 # The enrollments columns in EnrollmentRecord's field order (positional construction is fast).
 _RECORD_COLUMNS = tuple(ENROLLMENTS.c[f.name] for f in fields(EnrollmentRecord))
 _OWNING_STATUSES = (CampaignStatus.ACTIVE, CampaignStatus.PAUSED)
+# The drafts columns in DraftRecord's field order, likewise.
+_DRAFT_COLUMNS = tuple(DRAFTS.c[f.name] for f in fields(DraftRecord))
+_NEW_DRAFT_FIELDS = tuple(f.name for f in fields(NewDraft))
+_EVENT_COLUMNS = tuple(DRAFT_EVENTS.c[f.name] for f in fields(DraftEvent))
+# What update_draft / update_enrollment may change (ids, keys and timestamps are not theirs).
+DRAFT_CHANGES = frozenset(
+    {"state", "subject", "text", "html", "headers", "decided_by", "decided_at", "reason"}
+)
+ENROLLMENT_CHANGES = frozenset(
+    {"state", "steps_done", "next_due_at", "paused_until", "hold_reason"}
+)
+# The rep of a campaign, read from its spec JSON (json_extract on SQLite, #>> on PostgreSQL).
+_REP_EMAIL = CAMPAIGNS.c.spec[("rep", "email")].as_string()
+# A DraftView row: draft columns, campaign name, rep email, enrollment columns.
+_VIEW_COLUMNS = (*_DRAFT_COLUMNS, CAMPAIGNS.c.name, _REP_EMAIL, *_RECORD_COLUMNS)
+_N_DRAFT = len(_DRAFT_COLUMNS)
 
 
 def normalize_suppression(value: str) -> str:
@@ -74,9 +107,39 @@ def _campaign_record(c: Campaign) -> CampaignRecord:
 
 
 def _enrollment_record(row: Row[Any]) -> EnrollmentRecord:
-    return EnrollmentRecord(
-        *cast(tuple[Any, ...], row)
-    )  # columns selected in the record's field order
+    # _RECORD_COLUMNS are selected in the record's field order.
+    return EnrollmentRecord(*cast(tuple[Any, ...], row))
+
+
+def _draft_record(row: Row[Any]) -> DraftRecord:
+    return DraftRecord(*cast(tuple[Any, ...], row))
+
+
+def _draft_view(row: Row[Any]) -> DraftView:
+    values = cast(tuple[Any, ...], row)
+    return DraftView(
+        draft=DraftRecord(*values[:_N_DRAFT]),
+        campaign=values[_N_DRAFT],
+        rep_email=values[_N_DRAFT + 1] or "",
+        enrollment=EnrollmentRecord(*values[_N_DRAFT + 2 :]),
+    )
+
+
+def _views_query() -> Select[Any]:
+    return (
+        select(*_VIEW_COLUMNS)
+        .join(ENROLLMENTS, ENROLLMENTS.c.id == DRAFTS.c.enrollment_id)
+        .join(CAMPAIGNS, CAMPAIGNS.c.id == DRAFTS.c.campaign_id)
+    )
+
+
+def _checked(changes: dict[str, Any], allowed: frozenset[str], what: str) -> dict[str, Any]:
+    unknown = sorted(set(changes) - allowed)
+    if unknown:
+        raise ValueError(
+            f"{what} cannot change {', '.join(unknown)} (only {', '.join(sorted(allowed))})"
+        )
+    return changes
 
 
 def _suppression(s: SuppressionEntry) -> Suppression:
@@ -134,6 +197,10 @@ class SqlRepository:
 
     def get_campaign(self, name: str) -> CampaignRecord | None:
         found = self._campaign(name)
+        return None if found is None else _campaign_record(found)
+
+    def campaign_by_id(self, campaign_id: int) -> CampaignRecord | None:
+        found = self.session.get(Campaign, campaign_id)
         return None if found is None else _campaign_record(found)
 
     def save_campaign(
@@ -277,3 +344,146 @@ class SqlRepository:
         if states is not None:
             stmt = stmt.where(ENROLLMENTS.c.state.in_(sorted(set(states))))
         return [_enrollment_record(row) for row in self.session.execute(stmt).all()]
+
+    def update_enrollment(self, enrollment_id: int, now: datetime, **changes: Any) -> None:
+        """Set ``changes`` (state, steps_done, next_due_at, paused_until, hold_reason) and
+        ``updated_at``. NotFound if there is no such enrollment."""
+        values = _checked(changes, ENROLLMENT_CHANGES, "update_enrollment")
+        stmt = (
+            update(ENROLLMENTS)
+            .where(ENROLLMENTS.c.id == enrollment_id)
+            .values(**values, updated_at=now)
+        )
+        if _rowcount(self.session.execute(stmt)) != 1:
+            raise NotFound(f"enrollment #{enrollment_id} does not exist")
+
+    def due_enrollments(self, now: datetime, limit: int) -> list[EnrollmentRecord]:
+        """Active enrollments of active campaigns whose next step is due (next_due_at <= now)
+        and has no draft yet (no row for (enrollment, steps_done)), oldest due first."""
+        drafted = exists().where(
+            DRAFTS.c.enrollment_id == ENROLLMENTS.c.id,
+            DRAFTS.c.step_index == ENROLLMENTS.c.steps_done,
+        )
+        stmt = (
+            select(*_RECORD_COLUMNS)
+            .join(CAMPAIGNS, CAMPAIGNS.c.id == ENROLLMENTS.c.campaign_id)
+            .where(
+                ENROLLMENTS.c.state == EnrollmentState.ACTIVE,
+                CAMPAIGNS.c.status == CampaignStatus.ACTIVE,
+                ENROLLMENTS.c.next_due_at <= now,
+                ~drafted,
+            )
+            .order_by(ENROLLMENTS.c.next_due_at, ENROLLMENTS.c.id)
+            .limit(limit)
+        )
+        return [_enrollment_record(row) for row in self.session.execute(stmt).all()]
+
+    # -- drafts -----------------------------------------------------------------------------
+
+    def drafts_of(self, enrollment_id: int) -> list[DraftRecord]:
+        stmt = (
+            select(*_DRAFT_COLUMNS)
+            .where(DRAFTS.c.enrollment_id == enrollment_id)
+            .order_by(DRAFTS.c.step_index)
+        )
+        return [_draft_record(row) for row in self.session.execute(stmt).all()]
+
+    def add_draft(self, draft: NewDraft, now: datetime) -> DraftRecord | None:
+        """Insert at revision 1; None when (enrollment, step) already has a draft.
+
+        ``INSERT ... ON CONFLICT (enrollment_id, step_index) DO NOTHING``: the database decides
+        between racing inserts, and a lost race leaves the transaction usable (no error, no
+        savepoint). Any other conflict (a duplicate ``message_id``) raises IntegrityError.
+        """
+        campaign_id = self.session.execute(
+            select(ENROLLMENTS.c.campaign_id).where(ENROLLMENTS.c.id == draft.enrollment_id)
+        ).scalar_one_or_none()
+        if campaign_id is None:
+            raise NotFound(f"enrollment #{draft.enrollment_id} does not exist")
+        values = {name: getattr(draft, name) for name in _NEW_DRAFT_FIELDS}
+        values.update(campaign_id=campaign_id, revision=1, created_at=now, updated_at=now)
+        dialect = self.session.get_bind().dialect.name
+        if dialect == "postgresql":
+            stmt: Any = postgresql.insert(DRAFTS)
+        elif dialect == "sqlite":
+            stmt = sqlite.insert(DRAFTS)
+        else:  # pragma: no cover - only SQLite and PostgreSQL are supported
+            raise NotImplementedError(f"add_draft needs ON CONFLICT, not on {dialect}")
+        stmt = (
+            stmt.values(values)
+            .on_conflict_do_nothing(index_elements=["enrollment_id", "step_index"])
+            .returning(*_DRAFT_COLUMNS)
+        )
+        row = self.session.execute(stmt).one_or_none()
+        return None if row is None else _draft_record(row)
+
+    def get_draft(self, draft_id: int) -> DraftView | None:
+        row = self.session.execute(_views_query().where(DRAFTS.c.id == draft_id)).one_or_none()
+        return None if row is None else _draft_view(row)
+
+    def list_drafts(
+        self,
+        states: Iterable[DraftState],
+        rep_email: str | None = None,
+        campaign: str | None = None,
+    ) -> list[DraftView]:
+        """Drafts in ``states``, newest first (created_at, then id, descending).
+
+        ``rep_email`` keeps the campaigns whose spec names that rep (case-insensitive);
+        ``campaign`` keeps one campaign by name. One query, two with ``rep_email``.
+        """
+        wanted = sorted(set(states))
+        if not wanted:
+            return []
+        stmt = _views_query().where(DRAFTS.c.state.in_(wanted))
+        if campaign is not None:
+            stmt = stmt.where(CAMPAIGNS.c.name == campaign)
+        if rep_email is not None:
+            # Casefold in Python (SQL lower() differs from it outside ASCII): campaigns are few.
+            rep = rep_email.strip().casefold()
+            ids = [
+                cid
+                for cid, email in self.session.execute(select(CAMPAIGNS.c.id, _REP_EMAIL))
+                if (email or "").strip().casefold() == rep
+            ]
+            if not ids:
+                return []
+            stmt = stmt.where(DRAFTS.c.campaign_id.in_(ids))
+        stmt = stmt.order_by(DRAFTS.c.created_at.desc(), DRAFTS.c.id.desc())
+        return [_draft_view(row) for row in self.session.execute(stmt).all()]
+
+    def update_draft(
+        self, draft_id: int, expected_revision: int, now: datetime, **changes: Any
+    ) -> DraftRecord | None:
+        """Compare-and-set: one ``UPDATE ... WHERE id = :id AND revision = :expected`` that
+        applies ``changes``, bumps ``revision`` and sets ``updated_at``. Returns the new record,
+        or None when the draft is missing or its revision moved on (nothing is changed then).
+        """
+        values = _checked(changes, DRAFT_CHANGES, "update_draft")
+        revision: ColumnElement[int] = DRAFTS.c.revision
+        stmt = (
+            update(DRAFTS)
+            .where(DRAFTS.c.id == draft_id, revision == expected_revision)
+            .values(**values, revision=revision + 1, updated_at=now)
+            .returning(*_DRAFT_COLUMNS)
+        )
+        row = self.session.execute(stmt).one_or_none()
+        return None if row is None else _draft_record(row)
+
+    def add_draft_event(self, event: DraftEvent) -> None:
+        values = {column.name: getattr(event, column.name) for column in _EVENT_COLUMNS}
+        self.session.execute(insert(DRAFT_EVENTS).values(values))
+
+    def draft_events(self, draft_id: int) -> list[DraftEvent]:
+        """The draft's events in the order they were recorded (by id, not by ``at``).
+
+        ``at`` is the caller's clock (``--now`` in a simulation, a skewed worker), so it may
+        run backwards; the insertion order cannot. Changes to one draft are serialised by the
+        compare-and-set on its revision, so their ids increase in the order they happened.
+        """
+        stmt = (
+            select(*_EVENT_COLUMNS)
+            .where(DRAFT_EVENTS.c.draft_id == draft_id)
+            .order_by(DRAFT_EVENTS.c.id)
+        )
+        return [DraftEvent(*cast(tuple[Any, ...], row)) for row in self.session.execute(stmt)]

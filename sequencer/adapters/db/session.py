@@ -10,7 +10,7 @@ from sqlalchemy import Engine, create_engine, event, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 from sequencer.adapters.db.repository import SqlRepository
-from sequencer.core.ports import Repository
+from sequencer.core.ports import Store
 
 SQLITE_PRAGMAS = (
     "PRAGMA busy_timeout=5000",  # first: switching a new file to WAL may wait for a lock
@@ -67,7 +67,9 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
 class SqlUnitOfWork:
     """``with uow: ...; uow.commit()``. Leaving the block discards anything not committed."""
 
-    repo: Repository
+    # ports.UnitOfWork declares ``repo: Store`` as a plain (settable, hence invariant) attribute,
+    # so it is typed as the Protocol; the assignment in __enter__ checks SqlRepository against it.
+    repo: Store
     session: Session
 
     def __init__(self, session_factory: sessionmaker[Session]) -> None:

@@ -23,7 +23,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from sequencer.adapters.db.types import JSONDocument, StrEnumType, UTCDateTime
-from sequencer.core.states import CampaignStatus, EnrollmentState
+from sequencer.core.states import CampaignStatus, DraftState, EnrollmentState
 
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -34,6 +34,8 @@ NAMING_CONVENTION = {
 }
 
 EMAIL_LENGTH = 320  # RFC 5321: 64 local + @ + 255 domain
+# Draft has a column named ``text``, which hides sqlalchemy.text inside its class body.
+_FIRST_REVISION = text("1")
 
 
 class Base(DeclarativeBase):
@@ -91,3 +93,53 @@ class SuppressionEntry(Base):
     reason: Mapped[str] = mapped_column(Text)
     source: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class Draft(Base):
+    """One step of one enrollment, rendered: what the rep approves and the sender sends."""
+
+    __tablename__ = "drafts"
+    __table_args__ = (
+        # At most one draft per (enrollment, step), enforced by the database: two drafting
+        # ticks racing on the same step cannot both insert (see SqlRepository.add_draft).
+        UniqueConstraint("enrollment_id", "step_index"),
+        Index("ix_drafts_state_due_at", "state", "due_at"),
+        Index("ix_drafts_campaign_id_state", "campaign_id", "state"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    enrollment_id: Mapped[int] = mapped_column(ForeignKey("enrollments.id", ondelete="CASCADE"))
+    # Denormalised from the enrollment: the queue filters by campaign without a join.
+    campaign_id: Mapped[int] = mapped_column(ForeignKey("campaigns.id", ondelete="CASCADE"))
+    step_index: Mapped[int] = mapped_column(Integer)
+    template: Mapped[str] = mapped_column(String(200))
+    state: Mapped[DraftState] = mapped_column(StrEnumType(DraftState, length=20))
+    to_email: Mapped[str] = mapped_column(String(EMAIL_LENGTH))
+    subject: Mapped[str] = mapped_column(Text)
+    text: Mapped[str] = mapped_column(Text)
+    html: Mapped[str | None] = mapped_column(Text)
+    headers: Mapped[dict[str, str]] = mapped_column(JSONDocument)
+    message_id: Mapped[str] = mapped_column(String(255), unique=True)
+    due_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # +1 on every change: the compare-and-set token of SqlRepository.update_draft.
+    revision: Mapped[int] = mapped_column(Integer, default=1, server_default=_FIRST_REVISION)
+    decided_by: Mapped[str | None] = mapped_column(String(EMAIL_LENGTH))
+    decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    reason: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class DraftEventEntry(Base):
+    """The audit trail of a draft: who did what, when, with the fields before and after."""
+
+    __tablename__ = "draft_events"
+    __table_args__ = (Index("ix_draft_events_draft_id", "draft_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    draft_id: Mapped[int] = mapped_column(ForeignKey("drafts.id", ondelete="CASCADE"))
+    actor: Mapped[str] = mapped_column(String(EMAIL_LENGTH))
+    action: Mapped[str] = mapped_column(String(40))
+    before: Mapped[dict[str, Any]] = mapped_column(JSONDocument)
+    after: Mapped[dict[str, Any]] = mapped_column(JSONDocument)
+    at: Mapped[datetime] = mapped_column(UTCDateTime)

@@ -1,0 +1,192 @@
+"""One step of one enrollment → the draft a rep reviews. Pure: no clock, no database."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+from sequencer.core.compose import compose_message, make_message_id, thread_subject
+from sequencer.core.context import build_context
+from sequencer.core.model import Approval, CampaignSpec, StepSpec
+from sequencer.core.ports import DraftRecord, NewDraft
+from sequencer.core.render import RenderedEmail, render_step, template_dirs
+from sequencer.core.states import DraftState
+from sequencer.core.tokens import make_unsubscribe_token
+
+# Headers stored with a draft and re-applied verbatim when it is sent.
+THREAD_HEADERS = ("In-Reply-To", "References")
+
+
+class EnrollmentData(Protocol):
+    """What a draft is made from: a stored enrollment, or one that launch is about to store."""
+
+    @property
+    def prospect_email(self) -> str: ...
+    @property
+    def prospect(self) -> dict[str, str]: ...
+    @property
+    def referrer(self) -> dict[str, Any]: ...
+    @property
+    def referral(self) -> dict[str, Any]: ...
+    @property
+    def other_referrals(self) -> list[dict[str, Any]]: ...
+    @property
+    def temperature(self) -> str: ...
+    @property
+    def sequence(self) -> str: ...
+    @property
+    def may_name_referrer(self) -> bool: ...
+
+
+@dataclass(frozen=True)
+class DraftConfig:
+    secret_key: str
+    base_url: str
+    shipped_templates: Path
+
+
+def unsubscribe_url(cfg: DraftConfig, email: str, campaign: str) -> str:
+    return f"{cfg.base_url}/u/{make_unsubscribe_token(cfg.secret_key, email, campaign)}"
+
+
+def unsubscribe_mailto(spec: CampaignSpec) -> str:
+    return f"mailto:{spec.rep.email}?subject=unsubscribe"
+
+
+def step_of(spec: CampaignSpec, enrollment: EnrollmentData, step_index: int) -> StepSpec | None:
+    steps = spec.sequences.get(enrollment.sequence, ())
+    return steps[step_index] if step_index < len(steps) else None
+
+
+def step_context(
+    spec: CampaignSpec, enrollment: EnrollmentData, step_index: int, cfg: DraftConfig
+) -> dict[str, Any]:
+    return build_context(
+        prospect=enrollment.prospect,
+        referrer=enrollment.referrer,
+        referral=enrollment.referral,
+        temperature=enrollment.temperature,
+        may_name_referrer=enrollment.may_name_referrer,
+        other_referrers=enrollment.other_referrals,
+        rep={"name": spec.rep.name, "email": spec.rep.email},
+        campaign={"name": spec.name, "postal_address": spec.postal_address},
+        step_number=step_index + 1,
+        unsubscribe_url=unsubscribe_url(cfg, enrollment.prospect_email, spec.name),
+    )
+
+
+def render_for(
+    spec: CampaignSpec, enrollment: EnrollmentData, step_index: int, cfg: DraftConfig
+) -> RenderedEmail:
+    """Render one step; raises RenderError with template file:line on any problem."""
+    step = step_of(spec, enrollment, step_index)
+    if step is None:
+        raise IndexError(f"sequence {enrollment.sequence!r} has no step {step_index + 1}")
+    dirs = template_dirs(cfg.shipped_templates, spec.templates_dir)
+    return render_step(step.template, step_context(spec, enrollment, step_index, cfg), dirs)
+
+
+def _thread(
+    step: StepSpec, rendered: RenderedEmail, earlier: Sequence[DraftRecord]
+) -> tuple[str, str | None, list[str]]:
+    """Subject, In-Reply-To and References: a threaded follow-up replies to what was sent."""
+    sent = sorted((d for d in earlier if d.state is DraftState.SENT), key=lambda d: d.step_index)
+    if not step.thread or not sent:
+        return rendered.subject, None, []
+    refs = [d.message_id for d in sent]
+    return thread_subject(sent[0].subject), refs[-1], refs
+
+
+def build_draft(
+    spec: CampaignSpec,
+    enrollment: EnrollmentData,
+    enrollment_id: int,
+    step_index: int,
+    earlier: Sequence[DraftRecord],
+    cfg: DraftConfig,
+    due_at: datetime,
+) -> NewDraft:
+    """Render and assemble a draft. The message is composed once here so a header problem
+    (a line break from the data, say) fails now, at drafting, not at sending."""
+    step = step_of(spec, enrollment, step_index)
+    if step is None:
+        raise IndexError(f"sequence {enrollment.sequence!r} has no step {step_index + 1}")
+    rendered = render_for(spec, enrollment, step_index, cfg)
+    subject, parent, refs = _thread(step, rendered, earlier)
+    message_id = make_message_id(spec.rep.email.rsplit("@", 1)[-1])
+    headers = draft_headers(spec, enrollment, parent, refs, cfg)
+    draft = NewDraft(
+        enrollment_id=enrollment_id,
+        step_index=step_index,
+        template=step.template,
+        state=DraftState.APPROVED
+        if step.approval is Approval.AUTO
+        else DraftState.PENDING_APPROVAL,
+        to_email=enrollment.prospect_email,
+        subject=subject,
+        text=rendered.text,
+        html=rendered.html,
+        headers=headers,
+        message_id=message_id,
+        due_at=due_at,
+    )
+    to_message(draft, spec, enrollment.prospect, due_at)  # raises on header injection
+    return draft
+
+
+def draft_headers(
+    spec: CampaignSpec,
+    enrollment: EnrollmentData,
+    parent: str | None,
+    refs: Sequence[str],
+    cfg: DraftConfig,
+) -> dict[str, str]:
+    headers = {
+        "X-Refseq-Unsubscribe-Url": unsubscribe_url(cfg, enrollment.prospect_email, spec.name),
+    }
+    if parent:
+        headers["In-Reply-To"] = parent
+        headers["References"] = " ".join(refs)
+    return headers
+
+
+class DraftLike(Protocol):
+    @property
+    def subject(self) -> str: ...
+    @property
+    def text(self) -> str: ...
+    @property
+    def html(self) -> str | None: ...
+    @property
+    def template(self) -> str: ...
+    @property
+    def to_email(self) -> str: ...
+    @property
+    def message_id(self) -> str: ...
+    @property
+    def headers(self) -> dict[str, str]: ...
+
+
+def to_message(
+    draft: DraftLike, spec: CampaignSpec, prospect: Mapping[str, str], date: datetime
+) -> Any:
+    """The exact email (``email.message.EmailMessage``) the prospect will receive."""
+    name = " ".join(p for p in (prospect.get("first_name", ""), prospect.get("last_name", "")) if p)
+    refs = draft.headers.get("References", "")
+    return compose_message(
+        rendered=RenderedEmail(draft.template, draft.subject, draft.text, draft.html),
+        from_name=spec.rep.name,
+        from_email=spec.rep.email,
+        to_name=name,
+        to_email=draft.to_email,
+        message_id=draft.message_id,
+        in_reply_to=draft.headers.get("In-Reply-To"),
+        references=refs.split() if refs else [],
+        unsubscribe_url=draft.headers["X-Refseq-Unsubscribe-Url"],
+        unsubscribe_mailto=unsubscribe_mailto(spec),
+        postal_address=spec.postal_address,
+        date=date,
+    )

@@ -1,0 +1,1 @@
+"""Celery wiring: every task is a thin shim over a service (see ``sequencer.services``)."""
