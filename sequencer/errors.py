@@ -88,9 +88,27 @@ class RenderError(SequencerError):
         super().__init__(f"{where}: {message}")
 
 
-class TransientDeliveryError(SequencerError):
-    """Delivery failed but may succeed later (retry)."""
+class DeliveryError(SequencerError):
+    """Base of the SMTP outcomes other than success; ``reply`` is the server's words."""
+
+    def __init__(self, message: str, code: int | None = None, reply: str = "") -> None:
+        super().__init__(message)
+        self.code, self.reply = code, reply
 
 
-class PermanentDeliveryError(SequencerError):
-    """Delivery failed and will never succeed (do not retry)."""
+class TransientDeliveryError(DeliveryError):
+    """Nothing was delivered and it may work later: connection, TLS, AUTH, 4xx before DATA ends."""
+
+
+class PermanentDeliveryError(DeliveryError):
+    """Delivery failed for good (5xx to RCPT or DATA). ``recipient_unknown`` = a 5.1.x reply."""
+
+    def __init__(
+        self, message: str, code: int | None = None, reply: str = "", recipient_unknown: bool = False
+    ) -> None:
+        super().__init__(message, code, reply)
+        self.recipient_unknown = recipient_unknown
+
+
+class AmbiguousDeliveryError(DeliveryError):
+    """The message data was sent but no reply came: it may or may not have been delivered."""

@@ -235,6 +235,49 @@ class DraftRepository(Protocol):
     def draft_events(self, draft_id: int) -> list[DraftEvent]: ...
 
 
+@dataclass(frozen=True)
+class SmtpAccount:
+    """Where and as whom to send. ``password`` comes from the environment, never the DB/YAML."""
+
+    host: str
+    port: int
+    security: str  # none | starttls | ssl
+    username: str
+    password: str | None
+    dkim_selector: str | None = None
+    dkim_domain: str | None = None
+    dkim_key_pem: bytes | None = None
+
+    @property
+    def key(self) -> str:
+        """Identity of the mailbox for caps and connection reuse."""
+        return f"{self.username}@{self.host}:{self.port}"
+
+
+@dataclass(frozen=True)
+class SendReceipt:
+    reply: str  # the server's final reply to the message data, e.g. "250 2.0.0 Ok: queued as X"
+
+
+class Mailer(Protocol):
+    """Sends one message. Raises TransientDeliveryError, PermanentDeliveryError or
+    AmbiguousDeliveryError (see ``sequencer.errors``); anything else is a bug."""
+
+    def send(
+        self,
+        account: SmtpAccount,
+        envelope_from: str,
+        recipient: str,
+        message: bytes,
+        before_data: Callable[[], None],
+    ) -> SendReceipt:
+        """``before_data`` is called (and must have durably recorded it) right before the
+        DATA command: from then on a lost connection is ambiguous, never retried blindly."""
+        ...
+
+    def close(self) -> None: ...
+
+
 class Store(Repository, DraftRepository, Protocol):
     """Everything the services read and write, in one transaction."""
 
