@@ -172,6 +172,15 @@ class DraftRecord:
     reason: str | None
     created_at: datetime
     updated_at: datetime
+    # The outbox: written before and after the SMTP effect (see services.sending).
+    attempts: int = 0
+    next_attempt_at: datetime | None = None  # retry backoff; None = as soon as due_at
+    mailbox_key: str | None = None  # the mailbox that claimed it (for caps)
+    claimed_at: datetime | None = None
+    data_started_at: datetime | None = None  # set before DATA: from then on, never resend
+    sent_at: datetime | None = None
+    smtp_reply: str | None = None
+    last_error: str | None = None
 
     @property
     def step_number(self) -> int:

@@ -21,7 +21,7 @@ from tests.adapters.test_db_repository import enrollment
 
 NOW = datetime(2025, 3, 3, 9, 0, tzinfo=UTC)
 TABLES_0001 = {"campaigns", "enrollments", "suppressions"}
-TABLES = TABLES_0001 | {"drafts", "draft_events"}
+TABLES = TABLES_0001 | {"drafts", "draft_events", "mailboxes"}
 
 
 def table_names(url: str) -> set[str]:
@@ -93,7 +93,7 @@ def diff_against(url: str, metadata: MetaData) -> list[object]:
 
 
 def test_there_is_one_head() -> None:
-    assert migrate.script_head() == "0002"
+    assert migrate.script_head() == "0003"
 
 
 def test_it_upgrades_downgrades_and_upgrades_again(empty_db_url: str) -> None:
@@ -126,7 +126,7 @@ def test_drafts_downgrade_to_0001_and_come_back(empty_db_url: str) -> None:
     add_campaign(empty_db_url, "before-drafts")
 
     migrate.upgrade(empty_db_url)
-    assert migrate.current(empty_db_url) == "0002"
+    assert migrate.current(empty_db_url) == "0003"
     assert table_names(empty_db_url) == TABLES
     add_draft(empty_db_url, "before-drafts")
 

@@ -67,7 +67,9 @@ _NEW_DRAFT_FIELDS = tuple(f.name for f in fields(NewDraft))
 _EVENT_COLUMNS = tuple(DRAFT_EVENTS.c[f.name] for f in fields(DraftEvent))
 # What update_draft / update_enrollment may change (ids, keys and timestamps are not theirs).
 DRAFT_CHANGES = frozenset(
-    {"state", "subject", "text", "html", "headers", "decided_by", "decided_at", "reason"}
+    {"state", "subject", "text", "html", "headers", "decided_by", "decided_at", "reason",
+     "due_at", "attempts", "next_attempt_at", "mailbox_key", "claimed_at", "data_started_at",
+     "sent_at", "smtp_reply", "last_error"}
 )
 ENROLLMENT_CHANGES = frozenset(
     {"state", "steps_done", "next_due_at", "paused_until", "hold_reason"}

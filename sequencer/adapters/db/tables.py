@@ -36,6 +36,7 @@ NAMING_CONVENTION = {
 EMAIL_LENGTH = 320  # RFC 5321: 64 local + @ + 255 domain
 # Draft has a column named ``text``, which hides sqlalchemy.text inside its class body.
 _FIRST_REVISION = text("1")
+_ZERO = text("0")
 
 
 class Base(DeclarativeBase):
@@ -77,7 +78,7 @@ class Enrollment(Base):
     reason: Mapped[str] = mapped_column(Text)
     state: Mapped[EnrollmentState] = mapped_column(StrEnumType(EnrollmentState))
     hold_reason: Mapped[str | None] = mapped_column(Text)
-    steps_done: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    steps_done: Mapped[int] = mapped_column(Integer, default=0, server_default=_ZERO)
     next_due_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     paused_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
@@ -105,6 +106,7 @@ class Draft(Base):
         UniqueConstraint("enrollment_id", "step_index"),
         Index("ix_drafts_state_due_at", "state", "due_at"),
         Index("ix_drafts_campaign_id_state", "campaign_id", "state"),
+        Index("ix_drafts_mailbox_key_sent_at", "mailbox_key", "sent_at"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -127,6 +129,29 @@ class Draft(Base):
     decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     reason: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # The outbox columns (revision 0003): written before and after the SMTP effect.
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default=_ZERO)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    mailbox_key: Mapped[str | None] = mapped_column(String(400))
+    claimed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    data_started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    smtp_reply: Mapped[str | None] = mapped_column(Text)
+    last_error: Mapped[str | None] = mapped_column(Text)
+
+
+class Mailbox(Base):
+    """One sending mailbox (SMTP account), shared by every campaign that uses it.
+
+    Its row is the lock that serialises claims for the mailbox, so ``min_gap`` and the rolling
+    ``daily_cap`` hold across workers and machines.
+    """
+
+    __tablename__ = "mailboxes"
+
+    key: Mapped[str] = mapped_column(String(400), primary_key=True)
+    next_send_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
