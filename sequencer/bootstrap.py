@@ -6,10 +6,14 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sequencer.config import Settings
 from sequencer.core.drafts import DraftConfig
-from sequencer.core.ports import UnitOfWork
+from sequencer.core.ports import Mailer, UnitOfWork
+
+if TYPE_CHECKING:
+    from sequencer.services.runner import Deps
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 
@@ -33,6 +37,27 @@ def draft_config(settings: Settings) -> DraftConfig:
         secret_key=settings.secret_key,
         base_url=settings.base_url,
         shipped_templates=shipped_templates_dir(),
+    )
+
+
+def runner_deps(settings: Settings) -> Deps:
+    """Everything one pass of the workers' job needs (SMTP is connected lazily)."""
+    import os
+
+    from sequencer.services.runner import Deps
+    from sequencer.services.sending import SendConfig
+
+    def mailer() -> Mailer:
+        from sequencer.adapters.smtp import SmtpMailer
+
+        mailer: Mailer = SmtpMailer()
+        return mailer
+
+    return Deps(
+        uow_factory=uow_factory(settings),
+        draft_cfg=draft_config(settings),
+        send_cfg=SendConfig(env=dict(os.environ)),
+        mailer_factory=mailer,
     )
 
 

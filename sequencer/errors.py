@@ -104,7 +104,11 @@ class PermanentDeliveryError(DeliveryError):
     """Delivery failed for good (5xx to RCPT or DATA). ``recipient_unknown`` = a 5.1.x reply."""
 
     def __init__(
-        self, message: str, code: int | None = None, reply: str = "", recipient_unknown: bool = False
+        self,
+        message: str,
+        code: int | None = None,
+        reply: str = "",
+        recipient_unknown: bool = False,
     ) -> None:
         super().__init__(message, code, reply)
         self.recipient_unknown = recipient_unknown

@@ -287,7 +287,32 @@ class Mailer(Protocol):
     def close(self) -> None: ...
 
 
-class Store(Repository, DraftRepository, Protocol):
+@dataclass(frozen=True)
+class MailboxState:
+    key: str
+    next_send_at: datetime | None  # min_gap: no send from this mailbox before this
+    sent_last_24h: int
+    oldest_in_window: datetime | None  # when the oldest of those leaves the rolling 24 h
+
+
+class OutboxRepository(Protocol):
+    def lock_mailbox(self, key: str, now: datetime) -> MailboxState:
+        """Lock the mailbox for this transaction (serialises claims) and read its budget."""
+        ...
+
+    def set_mailbox_next(self, key: str, next_send_at: datetime, now: datetime) -> None: ...
+    def mailbox_states(self, now: datetime) -> list[MailboxState]: ...
+    def claimable(self, campaign_ids: list[int], now: datetime, limit: int) -> list[DraftView]:
+        """Approved, due drafts of these campaigns, oldest first; skips rows locked by others."""
+        ...
+
+    def stuck_sending(self, claimed_before: datetime) -> list[DraftRecord]: ...
+    def open_drafts_of(self, enrollment_id: int) -> list[DraftRecord]: ...
+    def outbox_counts(self, now: datetime) -> dict[int, dict[str, int]]: ...
+    def next_due_by_campaign(self) -> dict[int, datetime]: ...
+
+
+class Store(Repository, DraftRepository, OutboxRepository, Protocol):
     """Everything the services read and write, in one transaction."""
 
 
@@ -303,3 +328,80 @@ class UnitOfWork(Protocol):
     ) -> None: ...
     def commit(self) -> None: ...
     def rollback(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class ImapAccount:
+    """Where replies arrive. ``password`` comes from the environment, never the DB/YAML."""
+
+    host: str
+    port: int
+    security: str  # none | starttls | ssl
+    username: str
+    password: str | None
+    folder: str = "INBOX"
+
+    @property
+    def key(self) -> str:
+        """Identity of the polled folder (checkpoints are per key); never contains the password."""
+        return f"{self.username}@{self.host}:{self.port}/{self.folder}"
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """How far a folder has been read: UIDs only mean something under their UIDVALIDITY."""
+
+    uidvalidity: int
+    last_uid: int
+
+
+@dataclass(frozen=True)
+class FetchedMail:
+    uid: int
+    raw: bytes  # the whole RFC 5322 message, as stored on the server
+    internal_date: datetime  # aware, UTC: when the server received it
+
+
+@dataclass(frozen=True)
+class FetchBatch:
+    """Messages in ascending UID order, all under ``uidvalidity``.
+
+    ``rescanned`` is True when there was no usable checkpoint (first poll, or the folder's
+    UIDVALIDITY changed): the batch is then "everything since ``rescan_since``" and may repeat
+    mail the caller already has (dedupe by Message-ID/hash). After storing the batch, advance
+    the checkpoint to ``Checkpoint(uidvalidity, <highest UID stored>)``; an empty rescanned batch
+    gives no UID to advance to, so keep the old checkpoint (the next poll rescans again).
+    """
+
+    uidvalidity: int
+    messages: list[FetchedMail]
+    rescanned: bool
+
+    @property
+    def last_uid(self) -> int | None:
+        return self.messages[-1].uid if self.messages else None
+
+
+class MailboxReader(Protocol):
+    """Reads the rep's mailbox without changing it (no flags, no moves, no deletes).
+
+    Raises ``MailboxError`` (a ``SequencerError``, defined by the adapter) when the server
+    cannot be reached, refuses the login or the folder; the next poll simply tries again.
+    """
+
+    def fetch_new(
+        self,
+        account: ImapAccount,
+        checkpoint: Checkpoint | None,
+        rescan_since: datetime,
+        limit: int = 500,
+    ) -> FetchBatch:
+        """Up to ``limit`` messages of ``account.folder`` after ``checkpoint`` (oldest UID
+        first); without a valid checkpoint, those received since ``rescan_since``."""
+        ...
+
+    def find_message_id(self, account: ImapAccount, folder: str, message_id: str) -> bool:
+        """Is a message with this Message-ID in ``folder`` (e.g. Sent) of that mailbox?"""
+        ...
+
+    def close(self) -> None: ...

@@ -142,8 +142,8 @@ def test_a_broken_campaign_file_reports_every_problem_and_writes_nothing(
     name = str(yaml)
     assert lines[:3] == [
         f"{name}:9:13: rep.timezone: unknown time zone 'Mars/Base' (use an IANA name such as America/New_York)",
-        f"{name}:12:33: mailbox.smtp.port: expected an integer from 1 to 65535, got '25x'",
-        f"{name}:25:3: temperature.name_referer: unknown key 'name_referer' (did you mean 'name_referrer'?)",
+        f"{name}:14:33: mailbox.smtp.port: expected an integer from 1 to 65535, got '25x'",
+        f"{name}:27:3: temperature.name_referer: unknown key 'name_referer' (did you mean 'name_referrer'?)",
     ]
     assert lines[-1] == "3 problem(s); nothing was changed."
     with uow_factory() as uow:

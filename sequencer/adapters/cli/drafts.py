@@ -11,48 +11,17 @@ from typing import Any
 import typer
 
 from sequencer.adapters.cli import output
-from sequencer.adapters.cli.common import NOW_HELP, draft_config, handle_errors, parse_now, uow
+from sequencer.adapters.cli.common import draft_config, handle_errors, parse_now, uow
 from sequencer.core.ports import DraftView
 from sequencer.core.states import DraftState
 from sequencer.errors import SequencerError
 from sequencer.services import approval
-from sequencer.services.drafting import draft_due
 
 JSON = typer.Option(False, "--json", help="Machine-readable JSON on stdout.")
-STAGES = ("draft",)
 
 
 def _actor() -> str:
     return os.environ.get("REFSEQ_ACTOR") or os.environ.get("USER") or "cli"
-
-
-@handle_errors
-def tick(
-    now: str | None = typer.Option(None, "--now", help=NOW_HELP),
-    only: str | None = typer.Option(None, "--only", help=f"Run one stage: {', '.join(STAGES)}."),
-    as_json: bool = JSON,
-) -> None:
-    """Do the workers' job once: create drafts for every step that is due."""
-    if only is not None and only not in STAGES:
-        raise typer.BadParameter(f"choose one of: {', '.join(STAGES)}", param_hint="--only")
-    report = draft_due(uow(), draft_config(), parse_now(now))
-    if as_json:
-        output.emit_json(
-            {
-                "drafts_created": report.created,
-                "auto_approved": report.auto_approved,
-                "errors": [{"prospect": p, "problem": m} for p, m in report.errors],
-            }
-        )
-    else:
-        output.out.print(
-            f"drafts: {report.created} created ({report.auto_approved} auto-approved), "
-            f"{len(report.errors)} failed to render"
-        )
-    for prospect, problem in report.errors:
-        output.problem(f"{prospect}: {problem}")
-    if report.errors:
-        raise typer.Exit(1)
 
 
 def _row(v: DraftView) -> dict[str, Any]:
@@ -81,9 +50,14 @@ def queue(
     state: list[str] = typer.Option(
         ["pending_approval"], "--state", help="Draft state(s) to list."
     ),
+    attention: bool = typer.Option(
+        False, "--attention", help="Sends whose outcome is unknown: a human must decide."
+    ),
     as_json: bool = JSON,
 ) -> None:
     """Drafts waiting for a rep, newest first."""
+    if attention:
+        state = ["needs_attention"]
     try:
         states = [DraftState(s) for s in state]
     except ValueError:
@@ -307,7 +281,6 @@ def preview(
 
 def register(app: typer.Typer) -> None:
     for name, fn in (
-        ("tick", tick),
         ("queue", queue),
         ("show", show),
         ("approve", approve),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from sequencer.adapters.cli import campaign, db, drafts, suppress
+from sequencer.adapters.cli import campaign, db, drafts, reps, run, suppress
 
 app = typer.Typer(
     name="refseq",
@@ -15,6 +15,8 @@ app = typer.Typer(
 )
 campaign.register(app)
 drafts.register(app)
+reps.register(app)  # `refseq rep …` and `refseq web`
+run.register(app)
 app.add_typer(suppress.app, name="suppress")
 app.add_typer(db.app, name="db")
 

@@ -24,6 +24,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from sequencer.adapters.db.outbox import OutboxQueries
 from sequencer.adapters.db.tables import (
     Campaign,
     Draft,
@@ -67,9 +68,25 @@ _NEW_DRAFT_FIELDS = tuple(f.name for f in fields(NewDraft))
 _EVENT_COLUMNS = tuple(DRAFT_EVENTS.c[f.name] for f in fields(DraftEvent))
 # What update_draft / update_enrollment may change (ids, keys and timestamps are not theirs).
 DRAFT_CHANGES = frozenset(
-    {"state", "subject", "text", "html", "headers", "decided_by", "decided_at", "reason",
-     "due_at", "attempts", "next_attempt_at", "mailbox_key", "claimed_at", "data_started_at",
-     "sent_at", "smtp_reply", "last_error"}
+    {
+        "state",
+        "subject",
+        "text",
+        "html",
+        "headers",
+        "decided_by",
+        "decided_at",
+        "reason",
+        "due_at",
+        "attempts",
+        "next_attempt_at",
+        "mailbox_key",
+        "claimed_at",
+        "data_started_at",
+        "sent_at",
+        "smtp_reply",
+        "last_error",
+    }
 )
 ENROLLMENT_CHANGES = frozenset(
     {"state", "steps_done", "next_due_at", "paused_until", "hold_reason"}
@@ -152,7 +169,7 @@ def _rowcount(result: Any) -> int:
     return cast(CursorResult[Any], result).rowcount
 
 
-class SqlRepository:
+class SqlRepository(OutboxQueries):
     def __init__(self, session: Session) -> None:
         self.session = session
 

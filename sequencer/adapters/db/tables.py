@@ -168,3 +168,35 @@ class DraftEventEntry(Base):
     before: Mapped[dict[str, Any]] = mapped_column(JSONDocument)
     after: Mapped[dict[str, Any]] = mapped_column(JSONDocument)
     at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+# Rep accounts for the web queue (revision 0004). Imported here, not at the top, so this block
+# stays an append-only addition; services.accounts is pure (stdlib + email-validator).
+from sequencer.services.accounts import Role  # noqa: E402
+
+
+class RepEntry(Base):
+    """A person who signs in to the web queue. ``email`` is stored casefolded."""
+
+    __tablename__ = "reps"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    email: Mapped[str] = mapped_column(String(EMAIL_LENGTH), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    password_hash: Mapped[str | None] = mapped_column(String(255))
+    role: Mapped[Role] = mapped_column(StrEnumType(Role, length=10))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class LoginToken(Base):
+    """A one-time sign-in link: only the SHA-256 of the token is kept."""
+
+    __tablename__ = "login_tokens"
+    __table_args__ = (Index("ix_login_tokens_rep_id", "rep_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    rep_id: Mapped[int] = mapped_column(ForeignKey("reps.id", ondelete="CASCADE"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -8,6 +8,7 @@ Create Date: 2026-11-23
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import sqlalchemy as sa
 from alembic import op
@@ -17,16 +18,18 @@ down_revision: str | Sequence[str] | None = "0002"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
-_DRAFT_COLUMNS = (
-    ("attempts", sa.Integer(), dict(nullable=False, server_default=sa.text("0"))),
-    ("next_attempt_at", sa.DateTime(timezone=True), {}),
-    ("mailbox_key", sa.String(length=400), {}),
-    ("claimed_at", sa.DateTime(timezone=True), {}),
-    ("data_started_at", sa.DateTime(timezone=True), {}),
-    ("sent_at", sa.DateTime(timezone=True), {}),
-    ("smtp_reply", sa.Text(), {}),
-    ("last_error", sa.Text(), {}),
-)
+
+def _columns() -> list[sa.Column[Any]]:
+    return [
+        sa.Column("attempts", sa.Integer(), nullable=False, server_default=sa.text("0")),
+        sa.Column("next_attempt_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("mailbox_key", sa.String(length=400), nullable=True),
+        sa.Column("claimed_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("data_started_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("sent_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("smtp_reply", sa.Text(), nullable=True),
+        sa.Column("last_error", sa.Text(), nullable=True),
+    ]
 
 
 def upgrade() -> None:
@@ -38,9 +41,8 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("key", name=op.f("pk_mailboxes")),
     )
     with op.batch_alter_table("drafts", schema=None) as batch_op:
-        for name, type_, extra in _DRAFT_COLUMNS:
-            batch_op.add_column(sa.Column(name, type_, nullable=extra.get("nullable", True),
-                                          server_default=extra.get("server_default")))
+        for column in _columns():
+            batch_op.add_column(column)
         batch_op.create_index(
             "ix_drafts_mailbox_key_sent_at", ["mailbox_key", "sent_at"], unique=False
         )
@@ -49,6 +51,6 @@ def upgrade() -> None:
 def downgrade() -> None:
     with op.batch_alter_table("drafts", schema=None) as batch_op:
         batch_op.drop_index("ix_drafts_mailbox_key_sent_at")
-        for name, _, _ in reversed(_DRAFT_COLUMNS):
-            batch_op.drop_column(name)
+        for column in reversed(_columns()):
+            batch_op.drop_column(column.name)
     op.drop_table("mailboxes")
