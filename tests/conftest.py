@@ -28,6 +28,8 @@ from sqlalchemy.pool import NullPool
 from sequencer.adapters.db.migrate import upgrade
 from sequencer.adapters.db.session import SqlUnitOfWorkFactory, make_uow_factory
 
+pytest_plugins = ["tests.smtp_sink"]  # the `smtp_sink` fixture
+
 PG_CANDIDATES = (
     "postgresql+psycopg://postgres@127.0.0.1:5432/test",
     "postgresql+psycopg://root@127.0.0.1:5432/test",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 import threading
 from datetime import UTC, datetime, timedelta
+from itertools import pairwise
 from pathlib import Path
 
 import pytest
@@ -15,7 +16,7 @@ from sequencer.core.states import DraftState, EnrollmentState
 from sequencer.services.runner import Deps, replay, run_pass
 from sequencer.services.sending import SendConfig, send_due, sweep
 from tests.cli_helpers import Cli, init_example
-from tests.smtp_sink import Sink, smtp_sink  # noqa: F401  (fixture)
+from tests.smtp_sink import Sink
 
 MON = datetime(2026, 11, 23, 14, 0, tzinfo=UTC)  # Monday 09:00 in New York
 SECRET = "test-secret-key-0123456789"
@@ -144,7 +145,7 @@ def test_the_daily_cap_and_min_gap_hold_and_status_says_so(cli, tmp_path, smtp_s
     times = sorted(r.at for r in smtp_sink.handler.received)
     sent = sorted(sent_rows(uow_factory).values())
     assert len(sent) == 3  # the cap: 3 per rolling 24 h
-    gaps = [b - a for a, b in zip(sent, sent[1:], strict=False)]
+    gaps = [b - a for a, b in pairwise(sent)]
     assert all(g >= timedelta(minutes=10) for g in gaps), gaps
     assert all(g <= timedelta(minutes=15) for g in gaps), gaps  # gap + jitter, on a 5-min grid
     assert len(times) == 3
