@@ -1,17 +1,45 @@
-"""Task shims: IDs (or nothing) in, one service call, nothing out."""
+"""Task shims: IDs (or nothing) in, one service call, nothing out. Each has a CLI twin
+(`refseq tick --only draft|send|sweep`)."""
 
 from __future__ import annotations
+
+from functools import cache
 
 from sequencer import bootstrap
 from sequencer.config import Settings
 from sequencer.services.drafting import draft_due
+from sequencer.services.runner import Deps
+from sequencer.services.sending import due_mailboxes, send_due, sweep
 from workers.app import app
 
 
+@cache
+def _deps() -> Deps:
+    """One set per worker process: its SMTP connections are reused across tasks."""
+    return bootstrap.runner_deps(Settings.from_env())
+
+
 @app.task(name="refseq.draft_due", acks_late=True, ignore_result=True)  # type: ignore[untyped-decorator]
-def draft_due_task() -> int:
-    settings = Settings.from_env()
-    report = draft_due(
-        bootstrap.uow_factory(settings), bootstrap.draft_config(settings), bootstrap.utcnow()
+def draft_due_task() -> None:
+    d = _deps()
+    draft_due(d.uow_factory, d.draft_cfg, bootstrap.utcnow())
+
+
+@app.task(name="refseq.dispatch_sends", acks_late=True, ignore_result=True)  # type: ignore[untyped-decorator]
+def dispatch_sends_task() -> None:
+    for key in due_mailboxes(_deps().uow_factory, bootstrap.utcnow()):
+        send_mailbox_task.delay(key)
+
+
+@app.task(name="refseq.send_mailbox", acks_late=True, ignore_result=True)  # type: ignore[untyped-decorator]
+def send_mailbox_task(mailbox_key: str) -> None:
+    d = _deps()
+    send_due(
+        d.uow_factory, d.mailer, d.send_cfg, bootstrap.utcnow(), d.rng, only_mailbox=mailbox_key
     )
-    return report.created
+
+
+@app.task(name="refseq.sweep", acks_late=True, ignore_result=True)  # type: ignore[untyped-decorator]
+def sweep_task() -> None:
+    d = _deps()
+    sweep(d.uow_factory, d.send_cfg, bootstrap.utcnow())

@@ -14,11 +14,12 @@ import ssl
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
 from imapclient import IMAPClient
 from imapclient.exceptions import IMAPClientAbortError, IMAPClientError, LoginError
 
-from sequencer.core.ports import Checkpoint, FetchBatch, FetchedMail, ImapAccount
+from sequencer.core.ports import Checkpoint, FetchBatch, FetchedMail, ImapAccount, MailboxReader
 from sequencer.errors import SequencerError
 
 SECURITY_MODES = ("none", "starttls", "ssl")
@@ -83,9 +84,8 @@ class ImapMailboxReader:
             return FetchBatch(uidvalidity, self._fetch(client, uids), rescanned=True)
 
     def find_message_id(self, account: ImapAccount, folder: str, message_id: str) -> bool:
-        wanted = message_id.strip()
-        if not wanted.startswith("<"):
-            wanted = f"<{wanted.strip('<>')}>"  # brackets keep the substring match exact
+        # HEADER search is a substring match: the brackets make it match the whole id only.
+        wanted = f"<{message_id.strip().strip('<>')}>"
         with self._session(account) as client:
             self._examine(client, account, folder)
             return bool(client.search(["HEADER", "Message-ID", wanted]))
@@ -228,3 +228,7 @@ class ImapMailboxReader:
 
 def _utc(value: datetime) -> datetime:
     return value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+if TYPE_CHECKING:  # mypy proves the adapter implements the port
+    _: MailboxReader = ImapMailboxReader()

@@ -97,7 +97,6 @@ _ERRORS: Final[Mapping[Outcome, type[DeliveryError]]] = {
     _A: AmbiguousDeliveryError,
 }
 
-AUTH_REJECTED: Final = 535
 _ENHANCED = re.compile(r"^\s*([245])\.(\d{1,3})\.(\d{1,3})\b")
 # Without an enhanced code, a 550/551/553 to RCPT with words like these means "no such mailbox".
 _UNKNOWN_USER = re.compile(
@@ -241,7 +240,6 @@ class SmtpMailer:
             raise ValueError(f"unknown SMTP security {account.security!r} for {account.key}")
         if any(c in address for address in (envelope_from, recipient) for c in "\r\n"):
             raise ValueError("line break in an envelope address")
-        payload = self._prepare(account, message)
         state = _SendState()
         retrying = Retrying(
             stop=stop_after_attempt(self.retry_attempts),
@@ -252,17 +250,12 @@ class SmtpMailer:
             reraise=True,
         )
         try:
+            payload = self._prepare(account, message)
             receipt = retrying(
                 self._attempt, account, envelope_from, recipient, payload, before_data, state
             )
         except DeliveryError as error:
-            log.warning(
-                "smtp send failed: mailbox=%s to=%s %s reply=%r",
-                account.key,
-                recipient,
-                type(error).__name__,
-                error.reply or str(error),
-            )
+            log.warning("smtp send failed: mailbox=%s to=%s: %s", account.key, recipient, error)
             raise
         log.info("smtp sent: mailbox=%s to=%s reply=%r", account.key, recipient, receipt.reply)
         return receipt
@@ -336,6 +329,9 @@ class SmtpMailer:
         except (smtplib.SMTPException, OSError) as error:
             self._drop(key)
             raise classify_exception(phase, error) from error
+        except BaseException:  # e.g. a worker's time limit: never reuse a half-done transaction
+            self._drop(key)
+            raise
         if code == ok or (ok is None and 200 <= code < 300):
             return code, text
         if 400 <= code < 600 and code != 421:  # a clean refusal: the session goes on
@@ -411,7 +407,7 @@ class SmtpMailer:
                 code, text = smtp.starttls(context=self._ssl_context)
                 if code != 220:
                     raise classify(phase, code, _text(text))
-                smtp.ehlo()
+                smtp.ehlo_or_helo_if_needed()  # starttls() forgot the clear-text EHLO
             if account.password is not None:
                 phase = Phase.AUTH
                 smtp.login(account.username, account.password)
@@ -423,6 +419,9 @@ class SmtpMailer:
             if isinstance(error, smtplib.SMTPAuthenticationError):
                 state.auth_rejections += 1
             raise classify_exception(phase, error) from error
+        except BaseException:
+            _close_quietly(smtp)
+            raise
         return smtp
 
     def _reset(self, key: str, smtp: smtplib.SMTP) -> None:

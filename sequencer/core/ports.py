@@ -252,10 +252,10 @@ class SmtpAccount:
     port: int
     security: str  # none | starttls | ssl
     username: str
-    password: str | None
+    password: str | None = field(repr=False)
     dkim_selector: str | None = None
     dkim_domain: str | None = None
-    dkim_key_pem: bytes | None = None
+    dkim_key_pem: bytes | None = field(default=None, repr=False)
 
     @property
     def key(self) -> str:

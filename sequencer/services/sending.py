@@ -345,6 +345,16 @@ def _mailboxes(uow_factory: UowFactory) -> dict[str, dict[int, CampaignSpec]]:
     return groups
 
 
+def due_mailboxes(uow_factory: UowFactory, now: datetime) -> list[str]:
+    """Mailboxes with at least one approved draft due now (what the dispatcher fans out)."""
+    groups = _mailboxes(uow_factory)
+    with uow_factory() as uow:
+        counts = uow.repo.outbox_counts(now)
+    return [
+        key for key, specs in groups.items() if any(counts.get(c, {}).get("due") for c in specs)
+    ]
+
+
 def send_due(
     uow_factory: UowFactory,
     mailer: Mailer,
