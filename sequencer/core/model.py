@@ -64,12 +64,23 @@ class ServerSpec:
 
 
 @dataclass(frozen=True)
+class DkimSpec:
+    """Sign outgoing mail: the selector and domain of the DNS record, and the private key file
+    (a path, so the key itself never sits in the campaign file or the database)."""
+
+    selector: str
+    domain: str
+    key_file: Path
+
+
+@dataclass(frozen=True)
 class MailboxSpec:
     smtp: ServerSpec
     imap: ServerSpec | None
     imap_folder: str
     daily_cap: int
     min_gap_seconds: int
+    dkim: DkimSpec | None = None
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,7 @@ from sequencer.core.model import (
     DataFiles,
     Delay,
     DelayUnit,
+    DkimSpec,
     MailboxSpec,
     NamePolicy,
     RepSpec,
@@ -161,7 +162,7 @@ def _campaign(root: MapNode, source: Path) -> CampaignSpec:
         source=source,
         description=root.get("description", any_text, ""),
         rep=_rep(root.child("rep", required=True)),
-        mailbox=_mailbox(root.child("mailbox", required=True)),
+        mailbox=_mailbox(root.child("mailbox", required=True), base),
         data=_data(root.child("data", required=True), base),
         templates_dir=root.opt("templates", _existing(base, folder=True)),
         temperature=_temperature(root.child("temperature")),
@@ -188,10 +189,20 @@ def _rep(m: MapNode) -> RepSpec:
     )
 
 
-def _mailbox(m: MapNode) -> MailboxSpec:
-    m.check_keys(("smtp", "imap", "daily_cap", "min_gap"), skip=SECRET_KEYS)
+def _dkim(m: MapNode, base: Path) -> DkimSpec:
+    m.check_keys(("selector", "domain", "key_file"), skip=SECRET_KEYS)
+    return DkimSpec(
+        selector=m.get("selector", text, "", required=True),
+        domain=m.get("domain", text, "", required=True),
+        key_file=m.get("key_file", _existing(base, folder=False), Path(), required=True),
+    )
+
+
+def _mailbox(m: MapNode, base: Path) -> MailboxSpec:
+    m.check_keys(("smtp", "imap", "daily_cap", "min_gap", "dkim"), skip=SECRET_KEYS)
     imap = m.child("imap")
     return MailboxSpec(
+        dkim=_dkim(m.child("dkim"), base) if m.has("dkim") else None,
         smtp=_server(m.child("smtp", required=True), ()),
         imap=_server(imap, ("folder",)) if m.has("imap") else None,
         imap_folder=imap.get("folder", text, "INBOX"),

@@ -14,6 +14,7 @@ from sequencer.core.model import (
     DataFiles,
     Delay,
     DelayUnit,
+    DkimSpec,
     MailboxSpec,
     NamePolicy,
     RepSpec,
@@ -47,6 +48,10 @@ def _server_back(d: dict[str, Any] | None) -> ServerSpec | None:
     )
 
 
+def _dkim_back(d: dict[str, Any] | None) -> DkimSpec | None:
+    return None if d is None else DkimSpec(d["selector"], d["domain"], Path(d["key_file"]))
+
+
 def _step(s: StepSpec) -> dict[str, Any]:
     after = None if s.after is None else {"amount": s.after.amount, "unit": s.after.unit.value}
     return {
@@ -76,6 +81,13 @@ def spec_to_json(spec: CampaignSpec) -> dict[str, Any]:
             "imap_folder": spec.mailbox.imap_folder,
             "daily_cap": spec.mailbox.daily_cap,
             "min_gap_seconds": spec.mailbox.min_gap_seconds,
+            "dkim": None
+            if spec.mailbox.dkim is None
+            else {
+                "selector": spec.mailbox.dkim.selector,
+                "domain": spec.mailbox.dkim.domain,
+                "key_file": str(spec.mailbox.dkim.key_file),
+            },
         },
         "data": {
             "prospects": str(spec.data.prospects),
@@ -124,6 +136,7 @@ def spec_from_json(d: dict[str, Any]) -> CampaignSpec:
             mb["imap_folder"],
             mb["daily_cap"],
             mb["min_gap_seconds"],
+            _dkim_back(mb.get("dkim")),
         ),
         data=DataFiles(*(Path(d["data"][k]) for k in ("prospects", "referrers", "referrals"))),
         temperature=TemperatureRule(

@@ -76,7 +76,25 @@ def smtp_account(spec: CampaignSpec, env: Mapping[str, str]) -> SmtpAccount:
                 f"campaign {spec.name}: environment variable {smtp.password_env} (the SMTP "
                 "password named by mailbox.smtp.password_env) is not set"
             )
-    return SmtpAccount(smtp.host, smtp.port, smtp.security.value, smtp.username, password)
+    dkim = spec.mailbox.dkim
+    key = None
+    if dkim is not None:
+        try:
+            key = dkim.key_file.read_bytes()
+        except OSError as exc:
+            raise ConfigError(
+                f"campaign {spec.name}: DKIM key file {dkim.key_file} cannot be read: {exc.strerror}"
+            ) from None
+    return SmtpAccount(
+        smtp.host,
+        smtp.port,
+        smtp.security.value,
+        smtp.username,
+        password,
+        dkim_selector=dkim.selector if dkim else None,
+        dkim_domain=dkim.domain if dkim else None,
+        dkim_key_pem=key,
+    )
 
 
 def mailbox_key(spec: CampaignSpec) -> str:

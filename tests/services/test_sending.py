@@ -273,3 +273,41 @@ def test_two_senders_racing_never_send_twice(cli, tmp_path, smtp_sink, uow_facto
         sent = uow.repo.list_drafts([DraftState.SENT])
     assert len(sent) == len(ids) == 44
     assert not [e for e in errors if "database is locked" not in str(e)]
+
+
+def test_messages_are_dkim_signed_when_the_campaign_names_a_key(
+    cli, tmp_path, smtp_sink, uow_factory
+):
+    import base64
+    import subprocess
+
+    import dkim
+
+    key = tmp_path / "camp-dkim.key"
+    subprocess.run(["openssl", "genrsa", "-out", str(key), "2048"], check=True, capture_output=True)
+    der = subprocess.run(
+        ["openssl", "rsa", "-in", str(key), "-pubout", "-outform", "DER"],
+        check=True,
+        capture_output=True,
+    ).stdout
+    record = b"v=DKIM1; k=rsa; p=" + base64.b64encode(der)
+    yaml = init_example(cli, tmp_path / "camp")
+    text = (
+        yaml.read_text()
+        .replace("port: 2525", f"port: {smtp_sink.port}")
+        .replace("min_gap: 90s", "min_gap: 0s")
+    )
+    text = text.replace(
+        "  daily_cap: 150",
+        f"  dkim: {{selector: s2026, domain: acme.example, key_file: {key}}}\n  daily_cap: 150",
+    )
+    yaml.write_text(text.replace("approval: required", "approval: auto"))
+    cli("launch", str(yaml), "--now", MON.isoformat())
+    run_pass(deps(uow_factory), MON)
+    (first, *_) = smtp_sink.handler.received
+    assert b"DKIM-Signature: v=1; a=rsa-sha256; c=relaxed/relaxed; d=acme.example" in first.data
+    dns = {b"s2026._domainkey.acme.example.": record}
+    assert dkim.verify(first.data, dnsfunc=lambda name, timeout=5: dns.get(name))
+    assert not dkim.verify(
+        first.data.replace(b"Hi ", b"Yo ", 1), dnsfunc=lambda name, timeout=5: dns.get(name)
+    )
