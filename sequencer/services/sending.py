@@ -83,7 +83,8 @@ def smtp_account(spec: CampaignSpec, env: Mapping[str, str]) -> SmtpAccount:
             key = dkim.key_file.read_bytes()
         except OSError as exc:
             raise ConfigError(
-                f"campaign {spec.name}: DKIM key file {dkim.key_file} cannot be read: {exc.strerror}"
+                f"campaign {spec.name}: DKIM key file {dkim.key_file} cannot be read: "
+                f"{exc.strerror}"
             ) from None
     return SmtpAccount(
         smtp.host,
