@@ -74,6 +74,7 @@ class EnrollmentRecord:
     paused_until: datetime | None
     created_at: datetime
     updated_at: datetime
+    soft_bounces: int = 0
 
 
 @dataclass(frozen=True)
@@ -312,24 +313,6 @@ class OutboxRepository(Protocol):
     def next_due_by_campaign(self) -> dict[int, datetime]: ...
 
 
-class Store(Repository, DraftRepository, OutboxRepository, Protocol):
-    """Everything the services read and write, in one transaction."""
-
-
-class UnitOfWork(Protocol):
-    repo: Store
-
-    def __enter__(self) -> Self: ...
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None: ...
-    def commit(self) -> None: ...
-    def rollback(self) -> None: ...
-
-
 @dataclass(frozen=True)
 class ImapAccount:
     """Where replies arrive. ``password`` comes from the environment, never the DB/YAML."""
@@ -405,3 +388,127 @@ class MailboxReader(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class InboundRecord:
+    """A stored inbound message (its raw bytes are read separately, and only by the parser)."""
+
+    id: int
+    dedupe_key: str
+    mailbox_key: str
+    uid: int | None
+    received_at: datetime
+    fetched_at: datetime
+    status: str  # new | handled | unmatched | unhandled
+    klass: str | None
+    intent: str | None
+    evidence: list[Any]
+    extracted: dict[str, Any]
+    from_addr: str | None
+    subject: str | None
+    message_id: str | None
+    enrollment_id: int | None
+    matched_by: str | None
+    error: str | None
+    handled_at: datetime | None
+
+
+@dataclass(frozen=True)
+class HandoffRecord:
+    id: int
+    inbound_id: int
+    enrollment_id: int
+    campaign_id: int
+    rep_email: str
+    intent: str
+    reply_text: str
+    redirect_to: str | None
+    state: str  # open | handled
+    notified_at: datetime | None
+    created_at: datetime
+    handled_at: datetime | None
+    handled_by: str | None
+
+
+@dataclass(frozen=True)
+class WebhookRecord:
+    id: int
+    handoff_id: int
+    url_env: str
+    payload: dict[str, Any]
+    status: str  # pending | delivered | failed
+    attempts: int
+    last_status_code: int | None
+    last_error: str | None
+    next_attempt_at: datetime | None
+    created_at: datetime
+    delivered_at: datetime | None
+
+
+class InboxRepository(Protocol):
+    def checkpoint(self, key: str) -> Checkpoint | None: ...
+    def save_checkpoint(self, key: str, checkpoint: Checkpoint, now: datetime) -> None: ...
+    def last_polled(self, key: str) -> datetime | None: ...
+    def add_inbound(
+        self,
+        dedupe_key: str,
+        mailbox_key: str,
+        uid: int | None,
+        raw: bytes,
+        received_at: datetime,
+        now: datetime,
+    ) -> int | None:
+        """Store raw bytes first; None when ``dedupe_key`` is already stored."""
+        ...
+
+    def inbound_to_process(self, limit: int) -> list[tuple[InboundRecord, bytes]]: ...
+    def update_inbound(self, inbound_id: int, **changes: Any) -> None: ...
+    def list_inbound(self, statuses: Iterable[str] | None = None) -> list[InboundRecord]: ...
+    def get_inbound(self, inbound_id: int) -> tuple[InboundRecord, bytes] | None: ...
+    def draft_by_message_ids(self, message_ids: Iterable[str]) -> DraftRecord | None: ...
+    def get_enrollment(self, enrollment_id: int) -> EnrollmentRecord | None: ...
+    def live_enrollments_for(self, prospect_key: str) -> list[EnrollmentRecord]: ...
+    def live_enrollments_on_domain(self, domain: str) -> list[EnrollmentRecord]: ...
+    def inbound_since(self, prospect_key: str, since: datetime) -> int:
+        """How many stored messages from this address arrived after ``since``."""
+        ...
+
+    def paused_due(self, now: datetime) -> list[EnrollmentRecord]: ...
+    def add_handoff(self, handoff: HandoffRecord) -> HandoffRecord | None: ...
+    def list_handoffs(
+        self, rep_email: str | None = None, states: Iterable[str] = ("open",)
+    ) -> list[HandoffRecord]: ...
+    def update_handoff(self, handoff_id: int, **changes: Any) -> None: ...
+    def add_webhook(
+        self, handoff_id: int, url_env: str, payload: dict[str, Any], now: datetime
+    ) -> None: ...
+    def pending_webhooks(self, now: datetime) -> list[WebhookRecord]: ...
+    def update_webhook(self, webhook_id: int, **changes: Any) -> None: ...
+    def add_referrer_flag(
+        self,
+        campaign_id: int,
+        referrer_id: str,
+        prospect_email: str,
+        inbound_id: int,
+        reason: str,
+        now: datetime,
+    ) -> None: ...
+
+
+class Store(Repository, DraftRepository, OutboxRepository, InboxRepository, Protocol):
+    """Everything the services read and write, in one transaction."""
+
+
+class UnitOfWork(Protocol):
+    repo: Store
+
+    def __enter__(self) -> Self: ...
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None: ...
+    def commit(self) -> None: ...
+    def rollback(self) -> None: ...

@@ -21,7 +21,11 @@ from tests.adapters.test_db_repository import enrollment
 
 NOW = datetime(2025, 3, 3, 9, 0, tzinfo=UTC)
 TABLES_0001 = {"campaigns", "enrollments", "suppressions"}
-TABLES = TABLES_0001 | {"drafts", "draft_events", "mailboxes"}
+ADDED_LATER = {"enrollments": ("soft_bounces",)}  # columns of 0001's tables added since
+TABLES = TABLES_0001 | {
+    "drafts", "draft_events", "mailboxes", "reps", "login_tokens",
+    "imap_checkpoints", "inbound_messages", "handoffs", "webhook_deliveries", "referrer_flags",
+}
 
 
 def table_names(url: str) -> set[str]:
@@ -93,7 +97,7 @@ def diff_against(url: str, metadata: MetaData) -> list[object]:
 
 
 def test_there_is_one_head() -> None:
-    assert migrate.script_head() == "0003"
+    assert migrate.script_head() == "0005"
 
 
 def test_it_upgrades_downgrades_and_upgrades_again(empty_db_url: str) -> None:
@@ -126,7 +130,7 @@ def test_drafts_downgrade_to_0001_and_come_back(empty_db_url: str) -> None:
     add_campaign(empty_db_url, "before-drafts")
 
     migrate.upgrade(empty_db_url)
-    assert migrate.current(empty_db_url) == "0003"
+    assert migrate.current(empty_db_url) == "0005"
     assert table_names(empty_db_url) == TABLES
     add_draft(empty_db_url, "before-drafts")
 
@@ -137,7 +141,9 @@ def test_drafts_downgrade_to_0001_and_come_back(empty_db_url: str) -> None:
     before_drafts = MetaData(naming_convention=Base.metadata.naming_convention)
     for table in Base.metadata.sorted_tables:
         if table.name in TABLES_0001:
-            table.to_metadata(before_drafts)
+            copy = table.to_metadata(before_drafts)
+            for name in ADDED_LATER.get(table.name, ()):
+                copy._columns.remove(copy.c[name])  # a column a later revision added
     assert diff_against(empty_db_url, before_drafts) == []  # 0001's schema, exactly
 
     migrate.upgrade(empty_db_url)

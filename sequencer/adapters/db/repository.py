@@ -24,6 +24,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from sequencer.adapters.db.inbox import InboxQueries
 from sequencer.adapters.db.outbox import OutboxQueries
 from sequencer.adapters.db.tables import (
     Campaign,
@@ -89,7 +90,7 @@ DRAFT_CHANGES = frozenset(
     }
 )
 ENROLLMENT_CHANGES = frozenset(
-    {"state", "steps_done", "next_due_at", "paused_until", "hold_reason"}
+    {"state", "steps_done", "next_due_at", "paused_until", "hold_reason", "soft_bounces"}
 )
 # The rep of a campaign, read from its spec JSON (json_extract on SQLite, #>> on PostgreSQL).
 _REP_EMAIL = CAMPAIGNS.c.spec[("rep", "email")].as_string()
@@ -169,7 +170,7 @@ def _rowcount(result: Any) -> int:
     return cast(CursorResult[Any], result).rowcount
 
 
-class SqlRepository(OutboxQueries):
+class SqlRepository(OutboxQueries, InboxQueries):
     def __init__(self, session: Session) -> None:
         self.session = session
 

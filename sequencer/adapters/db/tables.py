@@ -79,6 +79,8 @@ class Enrollment(Base):
     state: Mapped[EnrollmentState] = mapped_column(StrEnumType(EnrollmentState))
     hold_reason: Mapped[str | None] = mapped_column(Text)
     steps_done: Mapped[int] = mapped_column(Integer, default=0, server_default=_ZERO)
+    # Soft bounces in a row since the last delivery (three stop the enrollment). Rev. 0005.
+    soft_bounces: Mapped[int] = mapped_column(Integer, default=0, server_default=_ZERO)
     next_due_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     paused_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
