@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 from sequencer.config import Settings
 from sequencer.core.drafts import DraftConfig
-from sequencer.core.ports import Mailer, UnitOfWork
+from sequencer.core.ports import MailboxReader, Mailer, UnitOfWork
 
 if TYPE_CHECKING:
     from sequencer.services.runner import Deps
@@ -53,11 +53,25 @@ def runner_deps(settings: Settings) -> Deps:
         mailer: Mailer = SmtpMailer()
         return mailer
 
+    def reader() -> MailboxReader:
+        from sequencer.adapters.imap import ImapMailboxReader
+
+        mailbox: MailboxReader = ImapMailboxReader()
+        return mailbox
+
+    from sequencer.adapters.webhook import UrllibPoster
+    from sequencer.services.inbox import InboxConfig
+
+    env = dict(os.environ)
+    drafts = draft_config(settings)
     return Deps(
         uow_factory=uow_factory(settings),
-        draft_cfg=draft_config(settings),
-        send_cfg=SendConfig(env=dict(os.environ)),
+        draft_cfg=drafts,
+        send_cfg=SendConfig(env=env),
         mailer_factory=mailer,
+        reader_factory=reader,
+        poster=UrllibPoster(),
+        inbox_cfg=InboxConfig(env=env, draft_cfg=drafts),
     )
 
 

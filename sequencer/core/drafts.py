@@ -137,6 +137,52 @@ def build_draft(
     return draft
 
 
+def build_draft_for_template(
+    spec: CampaignSpec,
+    enrollment: EnrollmentData,
+    enrollment_id: int,
+    step_index: int,
+    template: str,
+    to_email: str,
+    cfg: DraftConfig,
+    due_at: datetime,
+) -> NewDraft:
+    """A one-off draft outside the sequence (the thank-you to the referrer): rendered with the
+    internal context (the referrer is named: they are the reader), always awaiting approval."""
+    context = build_context(
+        prospect=enrollment.prospect,
+        referrer=enrollment.referrer,
+        referral=enrollment.referral,
+        temperature=enrollment.temperature,
+        may_name_referrer=enrollment.may_name_referrer,
+        other_referrers=enrollment.other_referrals,
+        rep={"name": spec.rep.name, "email": spec.rep.email},
+        campaign={"name": spec.name, "postal_address": spec.postal_address},
+        step_number=step_index + 1,
+        unsubscribe_url=unsubscribe_url(cfg, to_email, spec.name),
+        internal=True,
+    )
+    rendered = render_step(
+        template, context, template_dirs(cfg.shipped_templates, spec.templates_dir)
+    )
+    headers = {"X-Refseq-Unsubscribe-Url": unsubscribe_url(cfg, to_email, spec.name)}
+    draft = NewDraft(
+        enrollment_id=enrollment_id,
+        step_index=step_index,
+        template=template,
+        state=DraftState.PENDING_APPROVAL,
+        to_email=to_email,
+        subject=rendered.subject,
+        text=rendered.text,
+        html=rendered.html,
+        headers=headers,
+        message_id=make_message_id(spec.rep.email.rsplit("@", 1)[-1]),
+        due_at=due_at,
+    )
+    to_message(draft, spec, {"first_name": str(enrollment.referrer.get("name", ""))}, due_at)
+    return draft
+
+
 def draft_headers(
     spec: CampaignSpec,
     enrollment: EnrollmentData,

@@ -11,11 +11,13 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from sequencer.core.drafts import DraftConfig
-from sequencer.core.ports import Mailer, UnitOfWork
+from sequencer.core.ports import MailboxReader, Mailer, UnitOfWork, WebhookPoster
 from sequencer.services.drafting import DraftingReport, draft_due
+from sequencer.services.inbox import InboxConfig, InboxReport, poll, process, resume_paused
+from sequencer.services.routing import RoutingReport, deliver_webhooks, notify_handoffs
 from sequencer.services.sending import SendConfig, SendReport, SweepReport, send_due, sweep
 
-STAGES = ("draft", "send", "sweep")
+STAGES = ("sweep", "poll", "draft", "send")
 
 
 @dataclass
@@ -25,7 +27,11 @@ class Deps:
     send_cfg: SendConfig
     mailer_factory: Callable[[], Mailer]
     rng: random.Random = field(default_factory=random.Random)
+    reader_factory: Callable[[], MailboxReader] | None = None
+    poster: WebhookPoster | None = None
+    inbox_cfg: InboxConfig | None = None
     _mailer: Mailer | None = None
+    _reader: MailboxReader | None = None
 
     @property
     def mailer(self) -> Mailer:
@@ -33,10 +39,19 @@ class Deps:
             self._mailer = self.mailer_factory()
         return self._mailer
 
+    @property
+    def reader(self) -> MailboxReader | None:
+        if self._reader is None and self.reader_factory is not None:
+            self._reader = self.reader_factory()
+        return self._reader
+
     def close(self) -> None:
         if self._mailer is not None:
             self._mailer.close()
             self._mailer = None
+        if self._reader is not None:
+            self._reader.close()
+            self._reader = None
 
 
 @dataclass
@@ -45,9 +60,31 @@ class PassReport:
     drafting: DraftingReport | None = None
     sending: SendReport | None = None
     sweeping: SweepReport | None = None
+    inbox: InboxReport | None = None
+    routing: list[RoutingReport] = field(default_factory=list)
 
     def summary(self) -> str:
         parts = []
+        if self.inbox:
+            i = self.inbox
+            parts.append(f"polled {i.stored} new")
+            handled = ", ".join(f"{n} {k}" for k, n in sorted(i.handled.items()))
+            if handled:
+                parts.append(f"handled {handled}")
+            for label, n in (
+                ("unmatched", i.unmatched),
+                ("for a human", i.unhandled),
+                ("handed off", i.handoffs),
+            ):
+                if n:
+                    parts.append(f"{n} {label}")
+            parts.extend(i.errors)
+        for r in self.routing:
+            if r.notified:
+                parts.append(f"notified the rep of {r.notified} handoff(s)")
+            if r.webhooks_delivered:
+                parts.append(f"{r.webhooks_delivered} webhook(s) delivered")
+            parts.extend(r.errors)
         if self.drafting:
             d = self.drafting
             parts.append(f"drafted {d.created} ({d.auto_approved} auto-approved)")
@@ -84,7 +121,27 @@ def run_pass(
     report = PassReport(now)
     if "sweep" in wanted:
         report.sweeping = sweep(deps.uow_factory, deps.send_cfg, now)
+    if "poll" in wanted and deps.inbox_cfg is not None:
+        reader = deps.reader
+        if reader is not None:
+            report.inbox = poll(deps.uow_factory, reader, deps.inbox_cfg, now)
+        else:
+            report.inbox = process(deps.uow_factory, deps.inbox_cfg, now)
+        report.routing.append(
+            notify_handoffs(deps.uow_factory, deps.mailer, deps.draft_cfg, deps.inbox_cfg.env, now)
+        )
+        if deps.poster is not None:
+            report.routing.append(
+                deliver_webhooks(
+                    deps.uow_factory,
+                    deps.poster,
+                    deps.draft_cfg.secret_key,
+                    deps.inbox_cfg.env,
+                    now,
+                )
+            )
     if "draft" in wanted:
+        resume_paused(deps.uow_factory, now)
         report.drafting = draft_due(deps.uow_factory, deps.draft_cfg, now)
     if "send" in wanted and not stop():
         report.sending = send_due(deps.uow_factory, deps.mailer, deps.send_cfg, now, deps.rng, stop)

@@ -120,16 +120,32 @@ def _event(repo: Store, draft: DraftRecord, action: str, now: datetime, **after:
     )
 
 
+NOTE_STEP = 1000  # drafts at or above this step index are one-off notes (thank the referrer)
+
+
+def is_note(draft: DraftRecord) -> bool:
+    return draft.step_index >= NOTE_STEP
+
+
+def _recipient(view: DraftView) -> dict[str, str]:
+    """Whose name goes in To: the prospect's, or the referrer's for a note to them."""
+    if is_note(view.draft):
+        return {"first_name": str(view.enrollment.referrer.get("name", ""))}
+    return view.enrollment.prospect
+
+
 def _why_not(repo: Store, view: DraftView, spec: CampaignSpec, now: datetime) -> str | None:
     """The reason this draft must never go out now, or None when it may."""
     e = view.enrollment
     campaign = repo.campaign_by_id(view.draft.campaign_id)
     if campaign is None or campaign.status is CampaignStatus.STOPPED:
         return "campaign stopped"
-    if e.state not in (EnrollmentState.ACTIVE, EnrollmentState.PAUSED):
-        return f"enrollment is {e.state.value}"
     if is_suppressed(view.draft.to_email.casefold(), repo.suppressed_values()):
         return "address or domain is suppressed"
+    if is_note(view.draft):
+        return None  # a thank-you to the referrer goes out whatever the prospect's state
+    if e.state not in (EnrollmentState.ACTIVE, EnrollmentState.PAUSED):
+        return f"enrollment is {e.state.value}"
     names = e.may_name_referrer and spec.temperature.name_referrer is NamePolicy.CONSENTED
     if names and not e.referrer.get("consent", False):
         return "the referrer withdrew consent to be named"
@@ -168,9 +184,12 @@ def _claim(
                     report.cancelled += 1
                 continue
             campaign = repo.campaign_by_id(d.campaign_id)
-            paused = view.enrollment.state is EnrollmentState.PAUSED
+            paused = view.enrollment.state is EnrollmentState.PAUSED and not is_note(d)
             if paused or (campaign is not None and campaign.status is CampaignStatus.PAUSED):
                 continue  # keep it approved; it goes when the pause ends
+            if repo.inbound_since(d.to_email.casefold(), view.enrollment.created_at, pending=True):
+                report.deferred += 1
+                continue  # mail from them is waiting to be read: it may stop this step
             inside, slot = in_window(now, spec.schedule, _zone(view, spec))
             if not inside:
                 repo.update_draft(d.id, d.revision, now, due_at=slot)
@@ -243,7 +262,7 @@ def _deliver(
 
     try:
         account = smtp_account(spec, cfg.env)
-        raw = to_message(draft, spec, view.enrollment.prospect, now).as_bytes()
+        raw = to_message(draft, spec, _recipient(view), now).as_bytes()
         receipt = mailer.send(account, spec.rep.email, draft.to_email, raw, before_data)
     except TransientDeliveryError as exc:
         _on_transient(uow_factory, cfg, draft.id, now, str(exc), report)
@@ -281,6 +300,8 @@ def _deliver(
                 last_error=None,
             )
             _event(repo, d, "sent", now, reply=receipt.reply)
+            if is_note(d):
+                return  # not a step of the sequence
             e = view.enrollment
             done = d.step_index + 1
             due = next_step_due(spec, e.sequence, done, now, _zone(view, spec))

@@ -70,7 +70,7 @@ def add(
         hasher=_hasher() if password else None,
     )
     how = "with a password" if password else f"without a password: refseq rep link {rep.email}"
-    output.out.print(f"added {rep.role.value} {rep.email} ({how})", markup=False)
+    output.out.print(f"added {rep.role.value} {rep.email} ({how})", markup=False, highlight=False)
 
 
 @app.command("password")
@@ -80,7 +80,7 @@ def password(email: str, password_stdin: bool = PASSWORD_STDIN) -> None:
     secret = _read_password(password_stdin, required=True)
     assert secret is not None
     rep = accounts.set_password(_units(), email, secret, _hasher())
-    output.out.print(f"password set for {rep.email}", markup=False)
+    output.out.print(f"password set for {rep.email}", markup=False, highlight=False)
 
 
 @app.command("link")

@@ -116,6 +116,7 @@ class InboxQueries:
         raw: bytes,
         received_at: datetime,
         now: datetime,
+        from_addr: str | None = None,
     ) -> int | None:
         stmt = (
             self._insert()(INBOUND)
@@ -125,6 +126,7 @@ class InboxQueries:
                 uid=uid,
                 raw=raw,
                 received_at=received_at,
+                from_addr=from_addr,
                 fetched_at=now,
                 status="new",
                 evidence=[],
@@ -163,14 +165,13 @@ class InboxQueries:
             stmt = stmt.where(INBOUND.c.status.in_(sorted(set(statuses))))
         return [_row(InboundRecord, r) for r in self.session.execute(stmt).all()]
 
-    def inbound_since(self, prospect_key: str, since: datetime) -> int:
-        return int(
-            self.session.execute(
-                select(func.count()).where(
-                    INBOUND.c.from_addr == prospect_key, INBOUND.c.received_at > since
-                )
-            ).scalar_one()
+    def inbound_since(self, prospect_key: str, since: datetime, pending: bool = False) -> int:
+        stmt = select(func.count()).where(
+            INBOUND.c.from_addr == prospect_key, INBOUND.c.received_at > since
         )
+        if pending:
+            stmt = stmt.where(INBOUND.c.status == "new")
+        return int(self.session.execute(stmt).scalar_one())
 
     # -- matching ---------------------------------------------------------------------------
 

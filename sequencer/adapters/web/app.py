@@ -21,6 +21,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from urllib.parse import urlencode
 
 import jinja2
 from fastapi import FastAPI, Request
@@ -110,7 +111,7 @@ def _install_error_pages(app: FastAPI) -> None:
     @app.exception_handler(LoginRequired)
     async def _login(request: Request, exc: LoginRequired) -> Response:
         target = request.url.path if request.method == "GET" else "/"
-        return redirect("/login" if target == "/" else f"/login?next={target}")
+        return redirect("/login" if target == "/" else "/login?" + urlencode({"next": target}))
 
     @app.exception_handler(CsrfFailed)
     async def _csrf(request: Request, exc: CsrfFailed) -> Response:

@@ -17,9 +17,11 @@ import binascii
 import hashlib
 import hmac
 import json
+import math
 import secrets
 import threading
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -160,7 +162,13 @@ class CookiePolicy:
 class SessionMiddleware:
     """Decodes the cookie into ``scope[SCOPE_KEY]``; sets it again only when it changed."""
 
-    def __init__(self, app: ASGIApp, codec: SessionCodec, policy: CookiePolicy, clock: Any) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        codec: SessionCodec,
+        policy: CookiePolicy,
+        clock: Callable[[], datetime],
+    ) -> None:
         self.app, self.codec, self.policy, self.clock = app, codec, policy, clock
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -233,7 +241,7 @@ class LoginLimiter:
             times = self._recent(key, now)
             if len(times) < self.max_failures:
                 return None
-            return max(1, int((times[0] + self.window - now).total_seconds()) + 1)
+            return max(1, math.ceil((times[0] + self.window - now).total_seconds()))
 
     def fail(self, key: tuple[str, str], now: datetime) -> None:
         with self._lock:

@@ -6,10 +6,11 @@ The data comes from ``sequencer.services.routing``, imported lazily:
 * optionally ``mark_handled(uow_factory, handoff_id, actor, now, rep_email=...)``, raising
   ``NotFound`` for another rep's handoff.
 
-An item may be a dataclass or a mapping; the page reads ``id``, ``campaign``,
-``prospect_email``, ``prospect_name``, ``referrer_name``, ``reply_text``, ``received_at``,
-``handled_at`` and ``thread`` (items with ``sender``/``subject``/``at``/``text``), whichever
-exist. Until the routing service exists the page says "No handoffs yet".
+An item may be a record or a mapping. The page shows ``reply_text``, ``intent``,
+``redirect_to``, ``created_at`` and ``handled_at``; the campaign, prospect, referrer and the
+thread (the emails we sent) are looked up from ``campaign_id`` / ``enrollment_id`` unless the
+item carries them (``campaign``, ``prospect_email``, ``prospect_name``, ``referrer_name``,
+``thread``). Until the routing service exists the page says "No handoffs yet".
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from fastapi.responses import HTMLResponse, Response
 
 from sequencer.adapters.web.auth import get_session, require_csrf
 from sequencer.adapters.web.deps import UowFactory, ctx, current_rep, redirect, render
+from sequencer.core.states import DraftState
 from sequencer.errors import NotFound
 from sequencer.services.accounts import Rep
 
@@ -54,28 +56,65 @@ class HandoffRow:
     prospect_email: str
     prospect_name: str
     referrer_name: str
+    intent: str
     reply_text: str
+    redirect_to: str
     received_at: Any
     handled_at: Any
     thread: list[dict[str, Any]]
 
     @classmethod
-    def of(cls, item: Any) -> HandoffRow:
-        thread = [
-            {k: _get(m, k, "") for k in ("sender", "subject", "at", "text")}
-            for m in (_get(item, "thread") or [])
-        ]
+    def of(cls, item: Any, found: Mapping[str, Any]) -> HandoffRow:
+        def value(name: str) -> str:
+            return str(_get(item, name) or found.get(name) or "")
+
+        thread = _get(item, "thread") or found.get("thread") or []
         return cls(
             id=_get(item, "id"),
-            campaign=str(_get(item, "campaign", "") or ""),
-            prospect_email=str(_get(item, "prospect_email", "") or ""),
-            prospect_name=str(_get(item, "prospect_name", "") or ""),
-            referrer_name=str(_get(item, "referrer_name", "") or ""),
-            reply_text=str(_get(item, "reply_text", "") or ""),
-            received_at=_get(item, "received_at"),
+            campaign=value("campaign"),
+            prospect_email=value("prospect_email"),
+            prospect_name=value("prospect_name"),
+            referrer_name=value("referrer_name"),
+            intent=value("intent"),
+            reply_text=value("reply_text"),
+            redirect_to=value("redirect_to"),
+            received_at=_get(item, "received_at") or _get(item, "created_at"),
             handled_at=_get(item, "handled_at"),
-            thread=thread,
+            thread=[
+                {k: _get(m, k, "") for k in ("sender", "subject", "at", "text")} for m in thread
+            ],
         )
+
+
+def _context(repo: Any, item: Any, cache: dict[int, Any]) -> dict[str, Any]:
+    """Campaign name, prospect, referrer and our sent emails for one handoff (read only)."""
+    campaign_id, enrollment_id = _get(item, "campaign_id"), _get(item, "enrollment_id")
+    if not isinstance(campaign_id, int) or not isinstance(enrollment_id, int):
+        return {}
+    if campaign_id not in cache:
+        cache[campaign_id] = repo.campaign_by_id(campaign_id)
+    campaign = cache[campaign_id]
+    getter = getattr(repo, "get_enrollment", None)
+    if getter is not None:
+        enrollment = getter(enrollment_id)
+    else:
+        found = [e for e in repo.list_enrollments(campaign_id) if e.id == enrollment_id]
+        enrollment = found[0] if found else None
+    if enrollment is None:
+        return {"campaign": campaign.name if campaign else ""}
+    p = enrollment.prospect
+    rep = (campaign.spec.get("rep") or {}).get("email", "") if campaign else ""
+    sent = [d for d in repo.drafts_of(enrollment_id) if d.state is DraftState.SENT]
+    return {
+        "campaign": campaign.name if campaign else "",
+        "prospect_email": enrollment.prospect_email,
+        "prospect_name": " ".join(x for x in (p.get("first_name"), p.get("last_name")) if x),
+        "referrer_name": enrollment.referrer.get("name", ""),
+        "thread": [
+            {"sender": rep, "subject": d.subject, "at": d.sent_at or d.due_at, "text": d.text}
+            for d in sent
+        ],
+    }
 
 
 def list_handoffs(uow_factory: UowFactory, rep_email: str | None) -> list[HandoffRow]:
@@ -83,7 +122,12 @@ def list_handoffs(uow_factory: UowFactory, rep_email: str | None) -> list[Handof
     fn = getattr(routing, "list_handoffs", None) if routing else None
     if fn is None:
         return []
-    return [HandoffRow.of(item) for item in fn(uow_factory, rep_email)]
+    items = list(fn(uow_factory, rep_email))
+    if not items:
+        return []
+    cache: dict[int, Any] = {}
+    with uow_factory() as uow:
+        return [HandoffRow.of(item, _context(uow.repo, item, cache)) for item in items]
 
 
 @router.get("/handoffs", response_class=HTMLResponse)

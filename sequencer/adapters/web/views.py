@@ -194,7 +194,7 @@ def approve(
     c = ctx(request)
     session = get_session(request)
     view, _ = approval.show(c.uow_factory, draft_id, rep.scope)  # another rep's: 404
-    here = f"/drafts/{draft_id:int}"
+    here = f"/drafts/{draft_id}"
     if view.draft.state is DraftState.PENDING_APPROVAL and view.draft.revision != revision:
         session.flash(
             f"Not approved: this draft changed since you opened it (you saw revision "
@@ -227,7 +227,7 @@ def reject(
     c = ctx(request)
     session = get_session(request)
     view, _ = approval.show(c.uow_factory, draft_id, rep.scope)
-    here = f"/drafts/{draft_id:int}"
+    here = f"/drafts/{draft_id}"
     if view.draft.state is DraftState.REJECTED:
         session.flash(f"Draft {draft_id} was already rejected.", "info")
         return redirect(here)
@@ -278,7 +278,7 @@ def edit(
         return _draft_page(request, rep, draft_id, 409, f"Not saved: {web_message(str(exc))}", form)
     note = " It will go out as plain text." if text_changed and view.draft.html else ""
     get_session(request).flash(f"Saved (revision {record.revision}).{note}")
-    return redirect(f"/drafts/{draft_id:int}")
+    return redirect(f"/drafts/{draft_id}")
 
 
 def _parse_selection(values: list[str]) -> tuple[list[int], dict[int, int]]:

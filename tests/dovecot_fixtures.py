@@ -1,4 +1,4 @@
-"""Fixtures for the adapter tests that talk to real peers (Dovecot; see ``tests/dovecot.py``)."""
+"""Dovecot fixtures for every test that reads a real IMAP mailbox (see ``tests/dovecot.py``)."""
 
 from __future__ import annotations
 

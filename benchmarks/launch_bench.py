@@ -1,0 +1,560 @@
+"""Launch throughput (issue 2: "100k prospects must work"), measured against a raw baseline.
+
+    python benchmarks/launch_bench.py                 # 20,000 prospects, SQLite
+    python benchmarks/launch_bench.py --large         # 100,000 prospects
+    python benchmarks/launch_bench.py --pg postgresql+psycopg://postgres@127.0.0.1:5432/test
+
+It writes N prospects, N/25 referrers and ~1.7 N referrals (seeded, so every run sees the same
+data) next to a copy of the example campaign YAML in a temporary folder, then times, each phase in
+a fresh child process (so each peak RSS is that phase's own):
+
+* ``check``: ``check_campaign`` = parse the YAML, read and validate the three CSVs (email
+  validation, dedupe, warm/cold inputs) and render every step for every prospect;
+  ``check (no render)`` is the same without the render check.
+* ``launch``: ``launch_campaign`` into a fresh, migrated SQLite file (and a fresh PostgreSQL
+  database with ``--pg``), then the same launch again (must enroll nobody), then ``report``
+  (funnel + leaderboard + edges) once sends, replies and handoffs are seeded for the enrollments.
+* the RAW BASELINE, in the same run on the same files: ``csv.reader`` over the three CSVs; a plain
+  ``sqlite3`` ``executemany`` of N rows into a minimal table (one transaction, same pragmas);
+  ``psycopg`` ``executemany`` of N rows with ``--pg``; and plain-driver ``fetchall`` of the rows
+  the report reads.
+
+Figures: seconds, prospects per second (every figure divides N prospects by its seconds), the
+phase's peak RSS, and the ratio refseq / baseline (how many times slower than the bare minimum).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import random
+import resource
+import shutil
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLE_YAML = ROOT / "sequencer" / "example" / "campaign.yaml"
+NOW = datetime(2026, 11, 23, 14, 0, tzinfo=UTC)  # Monday 09:00 in New York
+CAMPAIGN = "q4-fintech-intros"
+
+FIRST = ("Ada", "Ben", "Chloe", "Dev", "Elif", "Femi", "Gus", "Hana", "Ivo", "Jun", "Kai", "Lea")
+LAST = ("Park", "Reyes", "Nair", "Dubois", "Tanaka", "Ortiz", "Silva", "Novak", "Berg", "Khan")
+TITLES = ("CEO", "CTO", "CFO", "COO", "VP Engineering", "Head of Data", "CISO", "VP Sales")
+ZONES = ("America/New_York", "America/Chicago", "Europe/London", "Europe/Paris", "Asia/Tokyo", "")
+INDUSTRIES = ("banking", "payments", "lending", "insurance", "wealth")
+PROSPECT_COLUMNS = ("email", "first_name", "last_name", "title", "company", "timezone", "industry")
+REFERRER_COLUMNS = (
+    "id", "name", "email", "title", "company", "is_customer", "nps", "our_strength",
+    "our_context", "consent",
+)  # fmt: skip
+REFERRAL_COLUMNS = ("referrer_id", "prospect_email", "strength", "context")
+CONTEXTS = (
+    "your former colleague at Chase",
+    "sat with you on a fintech panel, last spring",
+    "invested alongside your seed round",
+    'co-authored "Open Banking in Practice" with you',
+    "your board colleague at the Springfield Fintech Guild",
+)
+
+
+# -- data --------------------------------------------------------------------------------------
+
+
+def generate(folder: Path, n: int, seed: int = 2026) -> Path:
+    """The example campaign YAML with N generated prospects; returns the YAML's path."""
+    rng = random.Random(seed)
+    n_referrers = max(20, n // 25)
+    folder.mkdir(parents=True, exist_ok=True)
+    with (folder / "referrers.csv").open("w", newline="", encoding="utf-8") as fh:
+        w = csv.writer(fh)
+        w.writerow(REFERRER_COLUMNS)
+        for r in range(n_referrers):
+            name = f"{rng.choice(FIRST)} {rng.choice(LAST)}"
+            w.writerow(
+                [
+                    f"ref-{r}",
+                    name,
+                    f"referrer{r}@partner{r % 97}.example",
+                    rng.choice(TITLES),
+                    f"Partner {r % 97}",
+                    rng.choice(("yes", "no")),
+                    rng.choice(("", *map(str, range(6, 11)))),
+                    rng.randint(1, 5),
+                    "worked with our CTO for five years at Microsoft",
+                    "yes" if rng.random() < 0.85 else "no",
+                ]
+            )
+    with (
+        (folder / "prospects.csv").open("w", newline="", encoding="utf-8") as pf,
+        (folder / "referrals.csv").open("w", newline="", encoding="utf-8") as rf,
+    ):
+        pw, rw = csv.writer(pf), csv.writer(rf)
+        pw.writerow(PROSPECT_COLUMNS)
+        rw.writerow(REFERRAL_COLUMNS)
+        for i in range(n):
+            email = f"prospect{i}@company{i % 5003}.example"
+            pw.writerow(
+                [
+                    email,
+                    rng.choice(FIRST),
+                    rng.choice(LAST),
+                    rng.choice(TITLES),
+                    f"Company {i % 5003}",
+                    rng.choice(ZONES),
+                    rng.choice(INDUSTRIES),
+                ]
+            )
+            for r in rng.sample(range(n_referrers), rng.choice((1, 1, 1, 2, 2, 3))):
+                rw.writerow([f"ref-{r}", email, rng.randint(1, 5), rng.choice(CONTEXTS)])
+    text = EXAMPLE_YAML.read_text(encoding="utf-8")
+    data_line = (
+        "data:\n  prospects: prospects.csv\n  referrers: referrers.csv\n"
+        "  referrals: referrals.csv\n"
+    )
+    assert data_line in text, "the example campaign's data block changed; update the benchmark"
+    text = text.replace(
+        data_line,
+        "data:\n"
+        f"  prospects: {folder / 'prospects.csv'}\n"
+        f"  referrers: {folder / 'referrers.csv'}\n"
+        f"  referrals: {folder / 'referrals.csv'}\n",
+    )
+    yaml = folder / "campaign.yaml"
+    yaml.write_text(text, encoding="utf-8")
+    return yaml
+
+
+# -- measuring (in the child process) ----------------------------------------------------------
+
+
+def rss_mb() -> float:
+    """This process's peak resident set so far (Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.rows: list[dict[str, Any]] = []
+
+    @contextmanager
+    def time(self, name: str, **extra: Any) -> Iterator[dict[str, Any]]:
+        row: dict[str, Any] = {"name": name, "rss_before_mb": rss_mb(), **extra}
+        start = time.perf_counter()
+        yield row
+        row["seconds"] = time.perf_counter() - start
+        row["peak_rss_mb"] = rss_mb()
+        self.rows.append(row)
+
+
+def _check(yaml: Path, render: bool) -> Any:
+    from sequencer import bootstrap
+    from sequencer.config import Settings
+    from sequencer.services.checking import check_campaign
+
+    cfg = bootstrap.draft_config(Settings.from_env({})) if render else None
+    return check_campaign(yaml, cfg)
+
+
+def phase_raw_read(rec: Recorder, folder: Path, n: int) -> None:
+    with rec.time("raw: csv.reader, 3 files") as row:
+        total = 0
+        for name in ("prospects.csv", "referrers.csv", "referrals.csv"):
+            with (folder / name).open(newline="", encoding="utf-8-sig") as fh:
+                rows = list(csv.reader(fh))
+            total += len(rows) - 1
+        row["detail"] = f"{total} CSV rows"
+
+
+def _raw_rows(folder: Path) -> list[tuple[Any, ...]]:
+    with (folder / "prospects.csv").open(newline="", encoding="utf-8-sig") as fh:
+        reader = csv.reader(fh)
+        next(reader)
+        return [(1, r[0].casefold(), r[0], "ref-0", "warm") for r in reader]
+
+
+def phase_raw_sqlite(rec: Recorder, folder: Path, n: int) -> None:
+    rows = _raw_rows(folder)
+    path = folder / "raw.db"
+    path.unlink(missing_ok=True)
+    with rec.time("raw: sqlite3 executemany", detail=f"{len(rows)} rows"):
+        db = sqlite3.connect(path)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=NORMAL")
+        db.execute(
+            "CREATE TABLE enrollments (id INTEGER PRIMARY KEY, campaign_id INTEGER,"
+            " prospect_key TEXT, prospect_email TEXT, referrer_id TEXT, temperature TEXT,"
+            " UNIQUE (campaign_id, prospect_key))"
+        )
+        with db:
+            db.executemany(
+                "INSERT INTO enrollments (campaign_id, prospect_key, prospect_email, referrer_id,"
+                " temperature) VALUES (?, ?, ?, ?, ?)",
+                rows,
+            )
+        db.close()
+
+
+def phase_raw_pg(rec: Recorder, folder: Path, n: int, admin_url: str) -> None:
+    import psycopg
+
+    rows = _raw_rows(folder)
+    with (
+        fresh_pg(admin_url) as url,
+        rec.time("raw: psycopg executemany", detail=f"{len(rows)} rows"),
+        psycopg.connect(libpq_url(url)) as conn,
+    ):
+        conn.execute(
+            "CREATE TABLE enrollments (id SERIAL PRIMARY KEY, campaign_id INTEGER,"
+            " prospect_key TEXT, prospect_email TEXT, referrer_id TEXT, temperature TEXT,"
+            " UNIQUE (campaign_id, prospect_key))"
+        )
+        with conn.cursor() as cur:
+            cur.executemany(
+                "INSERT INTO enrollments (campaign_id, prospect_key, prospect_email,"
+                " referrer_id, temperature) VALUES (%s, %s, %s, %s, %s)",
+                rows,
+            )
+        conn.commit()
+
+
+def phase_check(rec: Recorder, folder: Path, n: int, render: bool) -> None:
+    name = "refseq: check_campaign" + ("" if render else " (no render)")
+    with rec.time(name) as row:
+        check = _check(folder / "campaign.yaml", render)
+        assert check.launchable, [p.render() for p in check.problems[:5]]
+        row["detail"] = f"{len(check.row_problems)} row problems"
+
+
+def libpq_url(url: str) -> str:
+    from sqlalchemy import make_url
+
+    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+@contextmanager
+def fresh_pg(admin_url: str) -> Iterator[str]:
+    """A new, empty PostgreSQL database (dropped afterwards); yields its SQLAlchemy URL."""
+    import psycopg
+    from sqlalchemy import make_url
+
+    name = f"refseq_bench_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(libpq_url(admin_url), autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield make_url(admin_url).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with psycopg.connect(libpq_url(admin_url), autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def seed_outcomes(uow_factory: Any) -> dict[str, int]:
+    """Set-based: step 1 sent to every active enrollment; 10% reply (half interested, handed
+    off), 3% auto-reply, 2% bounce. Not timed: it only gives the report something to count."""
+    from sqlalchemy import String, cast, func, insert, literal, select, update
+
+    from sequencer.adapters.db.report_queries import DRAFTS, ENROLLMENTS, HANDOFFS, INBOUND
+    from sequencer.adapters.db.types import JSONDocument, UTCDateTime
+
+    e = ENROLLMENTS
+    sent_at = literal(NOW + timedelta(hours=1), UTCDateTime)
+    with uow_factory() as uow:
+        s = uow.session
+        s.execute(
+            insert(DRAFTS).from_select(
+                [
+                    "enrollment_id", "campaign_id", "step_index", "template", "state", "to_email",
+                    "subject", "text", "headers", "message_id", "due_at", "revision",
+                    "created_at", "updated_at", "attempts", "sent_at",
+                ],
+                select(
+                    e.c.id, e.c.campaign_id, literal(0), e.c.sequence + literal("_intro"),
+                    literal("sent"), e.c.prospect_email, literal("Hello"), literal("Hi"),
+                    literal({}, JSONDocument),
+                    literal("<b") + cast(e.c.id, String) + literal("@bench.example>"),
+                    sent_at, literal(1), sent_at, sent_at, literal(1), sent_at,
+                ).where(e.c.state == "active"),
+            )
+        )  # fmt: skip
+        klass_rules = (
+            ("human_reply", "interested", 20, 0),
+            ("human_reply", "question", 20, 10),
+            ("auto_reply", None, 33, 5),
+            ("hard_bounce", None, 50, 7),
+        )
+        for klass, intent, mod, rest in klass_rules:
+            received = literal(NOW + timedelta(hours=30 + mod), UTCDateTime)
+            s.execute(
+                insert(INBOUND).from_select(
+                    [
+                        "dedupe_key", "mailbox_key", "raw", "received_at", "fetched_at", "status",
+                        "klass", "intent", "evidence", "extracted", "enrollment_id",
+                    ],
+                    select(
+                        literal(f"<{klass}-{mod}-{rest}-") + cast(e.c.id, String) + literal(">"),
+                        literal("dana@127.0.0.1:1143/INBOX"), literal(b""), received, received,
+                        literal("handled"), literal(klass), literal(intent, String),
+                        literal([], JSONDocument), literal({}, JSONDocument), e.c.id,
+                    ).where(e.c.state == "active", e.c.id % mod == rest),
+                )
+            )  # fmt: skip
+        s.execute(
+            insert(HANDOFFS).from_select(
+                [
+                    "inbound_id", "enrollment_id", "campaign_id", "rep_email", "intent",
+                    "reply_text", "state", "created_at",
+                ],
+                select(
+                    INBOUND.c.id, INBOUND.c.enrollment_id, e.c.campaign_id,
+                    literal("dana@acme.example"), INBOUND.c.intent, literal("yes"),
+                    literal("open"), INBOUND.c.received_at,
+                )
+                .join(e, e.c.id == INBOUND.c.enrollment_id)
+                .where(INBOUND.c.intent == "interested"),
+            )
+        )  # fmt: skip
+        replied = select(INBOUND.c.enrollment_id).where(INBOUND.c.klass == "human_reply")
+        s.execute(update(e).where(e.c.id.in_(replied)).values(state="replied"))
+        counts = {
+            "sent": s.scalar(select(func.count()).select_from(DRAFTS)) or 0,
+            "inbound": s.scalar(select(func.count()).select_from(INBOUND)) or 0,
+            "handoffs": s.scalar(select(func.count()).select_from(HANDOFFS)) or 0,
+        }
+        uow.commit()
+    return counts
+
+
+RAW_REPORT_QUERIES = (
+    "SELECT e.id, c.name, e.temperature, e.sequence, {rid}, {rname}, e.may_name_referrer,"
+    " e.prospect_email, e.state, e.created_at FROM enrollments e JOIN campaigns c"
+    " ON c.id = e.campaign_id WHERE c.name = 'q4-fintech-intros'",
+    "SELECT enrollment_id, step_index, template, sent_at FROM drafts WHERE state = 'sent'",
+    "SELECT enrollment_id, klass, intent, received_at FROM inbound_messages"
+    " WHERE enrollment_id IS NOT NULL",
+    "SELECT enrollment_id, created_at FROM handoffs",
+)
+
+
+def _raw_fetch(execute: Callable[[str], list[Any]], rid: str, rname: str) -> int:
+    return sum(len(execute(q.format(rid=rid, rname=rname))) for q in RAW_REPORT_QUERIES)
+
+
+def phase_launch(rec: Recorder, folder: Path, n: int, backend: str, admin_url: str | None) -> None:
+    from sequencer.adapters.db.migrate import ensure_schema
+    from sequencer.adapters.db.report_queries import load_facts
+    from sequencer.adapters.db.session import make_uow_factory
+    from sequencer.services.launch import launch_campaign
+    from sequencer.services.reporting import report
+
+    check = _check(folder / "campaign.yaml", render=False)  # timed in its own phase
+    with _database(folder, backend, admin_url) as url:
+        ensure_schema(url)
+        uow_factory = make_uow_factory(url)
+        try:
+            with rec.time(f"refseq: launch_campaign ({backend})") as row:
+                result = launch_campaign(uow_factory, check, NOW)
+                row["detail"] = f"{result.enrolled} enrolled"
+            with rec.time(f"refseq: launch again ({backend})") as row:
+                again = launch_campaign(uow_factory, check, NOW)
+                assert again.enrolled == 0, again.enrolled
+                row["detail"] = "0 enrolled (idempotent)"
+            seeded = seed_outcomes(uow_factory)
+            detail = ", ".join(f"{v} {k}" for k, v in seeded.items())
+            for by in ("temperature", "step", "referrer"):
+                with rec.time(f"refseq: report --by {by} ({backend})", detail=detail) as row:
+                    r = report(uow_factory, CAMPAIGN, by, load_facts)
+                    assert r.total.all.enrolled == result.enrolled
+                    row["detail"] = (
+                        f"{r.total.all.enrolled} enrollments, {r.total.all.replied} replied, "
+                        f"{len(r.referrers)} referrers"
+                    )
+        finally:
+            uow_factory.dispose()
+        with rec.time(f"raw: fetch report rows ({backend})") as row:
+            if backend == "sqlite":
+                db = sqlite3.connect(url.removeprefix("sqlite:///"))
+                fetched = _raw_fetch(
+                    lambda q: db.execute(q).fetchall(),
+                    "json_extract(e.referrer, '$.id')",
+                    "json_extract(e.referrer, '$.name')",
+                )
+                db.close()
+            else:
+                import psycopg
+
+                with psycopg.connect(libpq_url(url)) as conn:
+                    fetched = _raw_fetch(
+                        lambda q: conn.execute(q).fetchall(),  # type: ignore[arg-type]
+                        "e.referrer->>'id'",
+                        "e.referrer->>'name'",
+                    )
+            row["detail"] = f"{fetched} rows"
+
+
+@contextmanager
+def _database(folder: Path, backend: str, admin_url: str | None) -> Iterator[str]:
+    if backend == "sqlite":
+        path = folder / "refseq.db"
+        for p in (path, path.with_suffix(".db-wal"), path.with_suffix(".db-shm")):
+            p.unlink(missing_ok=True)
+        yield f"sqlite:///{path}"
+    else:
+        assert admin_url is not None
+        with fresh_pg(admin_url) as url:
+            yield url
+
+
+def child(args: argparse.Namespace) -> None:
+    rec = Recorder()
+    folder, n = Path(args.dir), args.n
+    phase = args.phase
+    if phase == "raw-read":
+        phase_raw_read(rec, folder, n)
+    elif phase == "raw-sqlite":
+        phase_raw_sqlite(rec, folder, n)
+    elif phase == "raw-pg":
+        phase_raw_pg(rec, folder, n, args.pg)
+    elif phase == "check-parse":
+        phase_check(rec, folder, n, render=False)
+    elif phase == "check":
+        phase_check(rec, folder, n, render=True)
+    elif phase == "launch-sqlite":
+        phase_launch(rec, folder, n, "sqlite", None)
+    elif phase == "launch-pg":
+        phase_launch(rec, folder, n, "postgresql", args.pg)
+    else:
+        raise SystemExit(f"unknown phase {phase!r}")
+    json.dump(rec.rows, sys.stdout)
+
+
+# -- orchestration (in the parent process) -----------------------------------------------------
+
+
+def run_phase(phase: str, folder: Path, n: int, pg: str | None) -> list[dict[str, Any]]:
+    cmd = [sys.executable, __file__, "--phase", phase, "--dir", str(folder), "--n", str(n)]
+    if pg:
+        cmd += ["--pg", pg]
+    print(f"  {phase} …", file=sys.stderr, flush=True)
+    done = subprocess.run(cmd, capture_output=True, text=True, check=False, cwd=ROOT)
+    if done.returncode != 0:
+        sys.stderr.write(done.stderr)
+        raise SystemExit(f"phase {phase} failed (exit {done.returncode})")
+    rows: list[dict[str, Any]] = json.loads(done.stdout)
+    return rows
+
+
+# refseq figure → the baseline(s) it is divided by
+RATIOS: dict[str, tuple[str, ...]] = {
+    "refseq: check_campaign (no render)": ("raw: csv.reader, 3 files",),
+    "refseq: check_campaign": ("raw: csv.reader, 3 files",),
+    "refseq: launch_campaign (sqlite)": ("raw: sqlite3 executemany",),
+    "refseq: launch again (sqlite)": ("raw: sqlite3 executemany",),
+    "refseq: launch_campaign (postgresql)": ("raw: psycopg executemany",),
+    "refseq: launch again (postgresql)": ("raw: psycopg executemany",),
+    "refseq: report --by temperature (sqlite)": ("raw: fetch report rows (sqlite)",),
+    "refseq: report --by step (sqlite)": ("raw: fetch report rows (sqlite)",),
+    "refseq: report --by referrer (sqlite)": ("raw: fetch report rows (sqlite)",),
+    "refseq: report --by temperature (postgresql)": ("raw: fetch report rows (postgresql)",),
+    "refseq: report --by step (postgresql)": ("raw: fetch report rows (postgresql)",),
+    "refseq: report --by referrer (postgresql)": ("raw: fetch report rows (postgresql)",),
+}
+
+
+def summarise(rows: list[dict[str, Any]], n: int) -> list[dict[str, Any]]:
+    secs = {r["name"]: r["seconds"] for r in rows}
+    out = []
+    for r in rows:
+        bases = RATIOS.get(r["name"], ())
+        base = sum(secs[b] for b in bases if b in secs) if all(b in secs for b in bases) else 0
+        ratio = r["seconds"] / base if base else None
+        out.append({**r, "per_second": n / r["seconds"], "ratio": ratio})
+    # end to end: what `refseq launch FILE` does (read + check + store) against read + insert
+    e2e = [
+        ("refseq: check (no render) + launch, sqlite", "refseq: check_campaign (no render)",
+         "refseq: launch_campaign (sqlite)", "raw: sqlite3 executemany"),
+        ("refseq: check (no render) + launch, postgresql", "refseq: check_campaign (no render)",
+         "refseq: launch_campaign (postgresql)", "raw: psycopg executemany"),
+    ]  # fmt: skip
+    for name, check, launch, raw in e2e:
+        if check in secs and launch in secs and raw in secs:
+            total = secs[check] + secs[launch]
+            base = secs["raw: csv.reader, 3 files"] + secs[raw]
+            out.append(
+                {"name": name, "seconds": total, "per_second": n / total, "ratio": total / base,
+                 "peak_rss_mb": None, "detail": "sum of the two lines above"}
+            )  # fmt: skip
+    return out
+
+
+def print_table(rows: list[dict[str, Any]], n: int, meta: str) -> None:
+    width = max(len(r["name"]) for r in rows)
+    print(f"\nrefseq launch benchmark: {n:,} prospects; {meta}")
+    head = (
+        f"{'measurement':<{width}}  {'seconds':>8}  {'prospects/s':>11}  {'peak RSS':>9}  "
+        f"{'x baseline':>10}  detail"
+    )
+    print(head)
+    print("-" * len(head))
+    for r in rows:
+        rss = f"{r['peak_rss_mb']:.0f} MB" if r.get("peak_rss_mb") else ""
+        ratio = f"{r['ratio']:.1f}x" if r.get("ratio") else ""
+        print(
+            f"{r['name']:<{width}}  {r['seconds']:>8.2f}  {r['per_second']:>11,.0f}  {rss:>9}  "
+            f"{ratio:>10}  {r.get('detail', '')}"
+        )
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--n", type=int, default=20_000, help="prospects (default 20,000)")
+    p.add_argument("--large", action="store_true", help="100,000 prospects")
+    p.add_argument("--pg", metavar="URL", help="also PostgreSQL: a role that may CREATE DATABASE")
+    p.add_argument("--keep", metavar="DIR", help="generate into DIR and keep it")
+    p.add_argument("--json", action="store_true", help="print the figures as JSON")
+    p.add_argument("--phase", help=argparse.SUPPRESS)
+    p.add_argument("--dir", help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.phase:
+        child(args)
+        return
+    n = 100_000 if args.large else args.n
+    folder = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="refseq-bench-"))
+    try:
+        print(f"generating {n:,} prospects in {folder} …", file=sys.stderr, flush=True)
+        start = time.perf_counter()
+        generate(folder, n)
+        print(f"  done in {time.perf_counter() - start:.1f}s", file=sys.stderr)
+        phases = ["raw-read", "raw-sqlite", "check-parse", "check", "launch-sqlite"]
+        if args.pg:
+            phases += ["raw-pg", "launch-pg"]
+        rows: list[dict[str, Any]] = []
+        for phase in phases:
+            rows += run_phase(phase, folder, n, args.pg)
+        summary = summarise(rows, n)
+        meta = (
+            f"Python {sys.version.split()[0]}, SQLite {sqlite3.sqlite_version}, "
+            f"{os.cpu_count()} CPUs, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC"
+        )
+        if args.json:
+            json.dump({"prospects": n, "meta": meta, "rows": summary}, sys.stdout, indent=2)
+            print()
+        else:
+            print_table(summary, n, meta)
+    finally:
+        if not args.keep:
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

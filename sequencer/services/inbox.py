@@ -1,0 +1,408 @@
+"""Poll the reps' mailboxes and act on what arrives: stop, pause, suppress, hand off.
+
+Raw bytes are stored first (deduped on Message-ID, or a hash), the checkpoint advances only
+after they are committed, then each message is parsed, matched and classified. A message that
+cannot be handled is kept as ``unhandled`` for a human and holds that prospect's next step.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, time, timedelta
+
+from sequencer.core.drafts import DraftConfig
+from sequencer.core.inbound import (
+    InboundClass,
+    Intent,
+    ParsedInbound,
+    Verdict,
+    classify,
+    parse_inbound,
+)
+from sequencer.core.model import CampaignSpec
+from sequencer.core.ports import (
+    Checkpoint,
+    EnrollmentRecord,
+    HandoffRecord,
+    ImapAccount,
+    InboundRecord,
+    MailboxReader,
+    Store,
+    UnitOfWork,
+)
+from sequencer.core.specjson import spec_from_json
+from sequencer.core.states import CampaignStatus, EnrollmentState
+from sequencer.errors import ConfigError, SequencerError
+from sequencer.services.sending import stop_enrollment
+
+log = logging.getLogger(__name__)
+UowFactory = Callable[[], UnitOfWork]
+SYSTEM = "refseq-inbox"
+ENGAGED = {Intent.INTERESTED, Intent.QUESTION, Intent.REDIRECT}
+SOFT_BOUNCE_LIMIT = 3
+
+
+@dataclass(frozen=True)
+class InboxConfig:
+    env: Mapping[str, str]
+    rescan_days: int = 14
+    pause_days: int = 7  # an out-of-office without a return date pauses this long
+    fetch_limit: int = 500
+    draft_cfg: DraftConfig | None = None  # to draft the thank-you to the referrer
+
+
+@dataclass
+class InboxReport:
+    fetched: int = 0
+    stored: int = 0
+    handled: dict[str, int] = field(default_factory=dict)  # class → count
+    unmatched: int = 0
+    unhandled: int = 0
+    handoffs: int = 0
+    errors: list[str] = field(default_factory=list)
+
+
+def imap_account(spec: CampaignSpec, env: Mapping[str, str]) -> ImapAccount | None:
+    imap = spec.mailbox.imap
+    if imap is None:
+        return None
+    password = None
+    if imap.password_env:
+        password = env.get(imap.password_env)
+        if password is None:
+            raise ConfigError(
+                f"campaign {spec.name}: environment variable {imap.password_env} (the IMAP "
+                "password named by mailbox.imap.password_env) is not set"
+            )
+    return ImapAccount(
+        imap.host, imap.port, imap.security.value, imap.username, password, spec.mailbox.imap_folder
+    )
+
+
+def dedupe_key(parsed: ParsedInbound | None, raw: bytes) -> str:
+    if parsed is not None and parsed.message_id and len(parsed.message_id) <= 290:
+        return "mid:" + parsed.message_id
+    return "sha256:" + hashlib.sha256(raw).hexdigest()
+
+
+def _accounts(
+    uow_factory: UowFactory, env: Mapping[str, str], report: InboxReport
+) -> dict[str, ImapAccount]:
+    accounts: dict[str, ImapAccount] = {}
+    with uow_factory() as uow:
+        for summary in uow.repo.list_campaigns():
+            if summary.campaign.status is CampaignStatus.STOPPED:
+                continue
+            try:
+                account = imap_account(spec_from_json(summary.campaign.spec), env)
+            except ConfigError as exc:
+                report.errors.append(str(exc))
+                continue
+            if account is not None:
+                accounts[account.key] = account
+    return accounts
+
+
+def poll(
+    uow_factory: UowFactory, reader: MailboxReader, cfg: InboxConfig, now: datetime
+) -> InboxReport:
+    """Fetch new mail from every campaign mailbox, store it, then process it."""
+    report = InboxReport()
+    for key, account in _accounts(uow_factory, cfg.env, report).items():
+        try:
+            _fetch(uow_factory, reader, cfg, key, account, now, report)
+        except SequencerError as exc:  # the server is down or refuses: try again next poll
+            report.errors.append(str(exc))
+    process(uow_factory, cfg, now, report)
+    return report
+
+
+def _fetch(
+    uow_factory: UowFactory,
+    reader: MailboxReader,
+    cfg: InboxConfig,
+    key: str,
+    account: ImapAccount,
+    now: datetime,
+    report: InboxReport,
+) -> None:
+    while True:
+        with uow_factory() as uow:
+            checkpoint = uow.repo.checkpoint(key)
+        batch = reader.fetch_new(
+            account, checkpoint, now - timedelta(days=cfg.rescan_days), cfg.fetch_limit
+        )
+        report.fetched += len(batch.messages)
+        with uow_factory() as uow:
+            for mail in batch.messages:
+                try:
+                    parsed: ParsedInbound | None = parse_inbound(mail.raw)
+                except Exception:
+                    parsed = None
+                stored = uow.repo.add_inbound(
+                    dedupe_key(parsed, mail.raw),
+                    key,
+                    mail.uid,
+                    mail.raw,
+                    mail.internal_date,
+                    now,
+                    from_addr=parsed.from_addr if parsed else None,
+                )
+                report.stored += stored is not None
+            if batch.last_uid is not None:
+                uow.repo.save_checkpoint(key, Checkpoint(batch.uidvalidity, batch.last_uid), now)
+            elif checkpoint is not None and not batch.rescanned:
+                uow.repo.save_checkpoint(key, checkpoint, now)  # polled, nothing new
+            uow.commit()  # the checkpoint moves only with the messages it covers
+        if len(batch.messages) < cfg.fetch_limit:
+            return
+
+
+def process(
+    uow_factory: UowFactory, cfg: InboxConfig, now: datetime, report: InboxReport | None = None
+) -> InboxReport:
+    """Parse, match, classify and act on every stored message not yet handled."""
+    report = report or InboxReport()
+    while True:
+        with uow_factory() as uow:
+            batch = uow.repo.inbound_to_process(100)
+        if not batch:
+            return report
+        for record, raw in batch:
+            try:
+                with uow_factory() as uow:
+                    _handle(uow.repo, cfg, record, raw, now, report)
+                    uow.commit()
+            except Exception as exc:
+                log.exception("inbound #%s could not be handled", record.id)
+                with uow_factory() as uow:
+                    _hold_for_human(uow.repo, record, raw, f"{type(exc).__name__}: {exc}", now)
+                    uow.commit()
+                report.unhandled += 1
+
+
+def _hold_for_human(
+    repo: Store, record: InboundRecord, raw: bytes, error: str, now: datetime
+) -> None:
+    """Unhandled: kept and listed; the sender's next step waits until a human looks."""
+    enrollment = None
+    try:
+        parsed = parse_inbound(raw)
+        candidates = repo.live_enrollments_for(parsed.from_addr) if parsed.from_addr else []
+        enrollment = candidates[0] if candidates else None
+    except Exception:
+        parsed = None
+    if enrollment is not None and enrollment.state is EnrollmentState.ACTIVE:
+        repo.update_enrollment(enrollment.id, now, state=EnrollmentState.PAUSED, paused_until=None)
+    repo.update_inbound(
+        record.id,
+        status="unhandled",
+        error=error[:2000],
+        from_addr=parsed.from_addr if parsed else None,
+        enrollment_id=enrollment.id if enrollment else None,
+    )
+
+
+def match(
+    repo: Store, parsed: ParsedInbound, verdict: Verdict
+) -> tuple[EnrollmentRecord | None, str]:
+    """Our Message-ID in the thread, then in a bounce's returned message, then the sender."""
+    draft = repo.draft_by_message_ids([*parsed.in_reply_to, *parsed.references])
+    if draft is not None:
+        return repo.get_enrollment(draft.enrollment_id), "in-reply-to"
+    if verdict.klass in (InboundClass.HARD_BOUNCE, InboundClass.SOFT_BOUNCE):
+        draft = repo.draft_by_message_ids(parsed.returned_message_ids)
+        if draft is not None:
+            return repo.get_enrollment(draft.enrollment_id), "returned-message"
+        for address, _ in verdict.bounced:
+            live = repo.live_enrollments_for(address.casefold())
+            if live:
+                return live[0], "bounced-address"
+        return None, ""
+    if parsed.from_addr:
+        live = repo.live_enrollments_for(parsed.from_addr)
+        if live:
+            return live[0], "sender"
+        domain = parsed.from_addr.rpartition("@")[2]
+        if domain and repo.live_enrollments_on_domain(domain):
+            return None, "domain-hint"
+    return None, ""
+
+
+def _handle(
+    repo: Store,
+    cfg: InboxConfig,
+    record: InboundRecord,
+    raw: bytes,
+    now: datetime,
+    report: InboxReport,
+) -> None:
+    parsed = parse_inbound(raw)
+    verdict = classify(parsed, raw)
+    enrollment, how = match(repo, parsed, verdict)
+    extracted = {
+        "bounced": [list(b) for b in verdict.bounced],
+        "return_date": verdict.return_date.isoformat() if verdict.return_date else None,
+        "reply_text": verdict.reply_text[:5000],
+        "redirect_to": verdict.redirect_to,
+        "confidence": verdict.confidence,
+    }
+    common = {
+        "klass": verdict.klass.value,
+        "intent": verdict.intent.value,
+        "evidence": list(verdict.evidence),
+        "extracted": extracted,
+        "from_addr": parsed.from_addr or None,
+        "subject": parsed.subject[:1000] or None,
+        "message_id": parsed.message_id,
+        "matched_by": how or None,
+    }
+    if verdict.klass is InboundClass.UNKNOWN:
+        _hold_for_human(
+            repo, record, raw, "could not classify: " + "; ".join(verdict.evidence), now
+        )
+        repo.update_inbound(record.id, **common)
+        report.unhandled += 1
+        return
+    if enrollment is None:
+        repo.update_inbound(record.id, status="unmatched", handled_at=now, **common)
+        report.unmatched += 1
+        return
+    _act(repo, cfg, record, parsed, verdict, enrollment, now, report)
+    repo.update_inbound(
+        record.id, status="handled", handled_at=now, enrollment_id=enrollment.id, **common
+    )
+    report.handled[verdict.klass.value] = report.handled.get(verdict.klass.value, 0) + 1
+
+
+def _live(e: EnrollmentRecord) -> bool:
+    return e.state in (EnrollmentState.ACTIVE, EnrollmentState.PAUSED, EnrollmentState.HELD)
+
+
+def _act(
+    repo: Store,
+    cfg: InboxConfig,
+    record: InboundRecord,
+    parsed: ParsedInbound,
+    verdict: Verdict,
+    e: EnrollmentRecord,
+    now: datetime,
+    report: InboxReport,
+) -> None:
+    k = verdict.klass
+    if k is InboundClass.HARD_BOUNCE:
+        addresses = {a.casefold() for a, _ in verdict.bounced} or {e.prospect_key}
+        for address in addresses:
+            repo.add_suppression(
+                address, "hard bounce: " + "; ".join(verdict.evidence)[:200], "inbox", now
+            )
+        if _live(e):
+            stop_enrollment(repo, e.id, EnrollmentState.BOUNCED, "hard bounce", now)
+    elif k is InboundClass.SOFT_BOUNCE:
+        count = e.soft_bounces + 1
+        repo.update_enrollment(e.id, now, soft_bounces=count)
+        if count >= SOFT_BOUNCE_LIMIT and _live(e):
+            stop_enrollment(
+                repo, e.id, EnrollmentState.BOUNCED, f"{count} soft bounces in a row", now
+            )
+    elif k is InboundClass.AUTO_REPLY:
+        if e.state is EnrollmentState.ACTIVE:
+            until = (
+                datetime.combine(verdict.return_date, time(8), tzinfo=UTC)
+                if verdict.return_date
+                else now + timedelta(days=cfg.pause_days)
+            )
+            repo.update_enrollment(
+                e.id, now, state=EnrollmentState.PAUSED, paused_until=max(until, now)
+            )
+    elif k is InboundClass.UNSUBSCRIBE:
+        for address in {e.prospect_key, parsed.from_addr} - {""}:
+            repo.add_suppression(address, "asked to be removed", "inbox", now)
+            for other in repo.live_enrollments_for(address):
+                stop_enrollment(repo, other.id, EnrollmentState.UNSUBSCRIBED, "unsubscribed", now)
+        if _live(e):
+            stop_enrollment(repo, e.id, EnrollmentState.UNSUBSCRIBED, "unsubscribed", now)
+    elif k is InboundClass.HUMAN_REPLY:
+        _human_reply(repo, cfg, record, verdict, e, now, report)
+
+
+def _human_reply(
+    repo: Store,
+    cfg: InboxConfig,
+    record: InboundRecord,
+    verdict: Verdict,
+    e: EnrollmentRecord,
+    now: datetime,
+    report: InboxReport,
+) -> None:
+    if _live(e):
+        stop_enrollment(repo, e.id, EnrollmentState.REPLIED, "the prospect replied", now)
+    if verdict.intent is Intent.UNKNOWN_REFERRER:
+        referrer_id = str(e.referrer.get("id", ""))
+        repo.add_referrer_flag(
+            e.campaign_id,
+            referrer_id,
+            e.prospect_email,
+            record.id,
+            "the prospect says they do not know the referrer",
+            now,
+        )
+        # Hold every pending step that would name this referrer until the data is checked.
+        for other in _naming(repo, e.campaign_id, referrer_id):
+            repo.update_enrollment(
+                other.id,
+                now,
+                state=EnrollmentState.PAUSED,
+                paused_until=None,
+                hold_reason=f"referrer {referrer_id} flagged: a prospect did not know them",
+            )
+    if verdict.intent in ENGAGED:
+        campaign = repo.campaign_by_id(e.campaign_id)
+        rep_email = str(campaign.spec["rep"]["email"]) if campaign else ""
+        handoff = repo.add_handoff(
+            HandoffRecord(
+                id=0,
+                inbound_id=record.id,
+                enrollment_id=e.id,
+                campaign_id=e.campaign_id,
+                rep_email=rep_email,
+                intent=verdict.intent.value,
+                reply_text=verdict.reply_text[:5000],
+                redirect_to=verdict.redirect_to,
+                state="open",
+                notified_at=None,
+                created_at=now,
+                handled_at=None,
+                handled_by=None,
+            )
+        )
+        if handoff is not None:
+            report.handoffs += 1
+            if campaign is not None:
+                from sequencer.services.routing import on_handoff
+
+                on_handoff(repo, spec_from_json(campaign.spec), handoff, e, cfg.draft_cfg, now)
+
+
+def _naming(repo: Store, campaign_id: int, referrer_id: str) -> list[EnrollmentRecord]:
+    return [
+        x
+        for x in repo.list_enrollments(campaign_id, [EnrollmentState.ACTIVE])
+        if x.may_name_referrer and str(x.referrer.get("id")) == referrer_id
+    ]
+
+
+def resume_paused(uow_factory: UowFactory, now: datetime) -> int:
+    """Out-of-office pauses that have run out: back to active, next step not before now."""
+    with uow_factory() as uow:
+        due = uow.repo.paused_due(now)
+        for e in due:
+            next_due = max(e.next_due_at or now, now)
+            uow.repo.update_enrollment(
+                e.id, now, state=EnrollmentState.ACTIVE, paused_until=None, next_due_at=next_due
+            )
+        uow.commit()
+    return len(due)
