@@ -17,10 +17,8 @@ setup: $(BIN)/python  ## install refseq into .venv
 setup-dev: $(BIN)/python  ## install refseq with the dev extras into .venv
 	$(BIN)/pip install -q -e '.[dev]'
 
-demo: setup  ## the main job on the embedded default (SQLite in ./demo, no Redis)
-	rm -rf demo && $(BIN)/refseq init demo
-	cd demo && ../$(BIN)/refseq validate campaign.yaml && ../$(BIN)/refseq plan campaign.yaml \
-	  && ../$(BIN)/refseq launch campaign.yaml && ../$(BIN)/refseq campaigns
+demo: setup  ## the whole main job end to end on the embedded default (SQLite in ./demo, no Redis)
+	rm -rf demo && $(BIN)/refseq demo --dir demo
 
 test: setup-dev  ## lint, type-check, layer contract, then the whole test suite (SQLite + PostgreSQL)
 	$(BIN)/ruff check .

@@ -28,7 +28,7 @@ class MaildirReader:
             json.loads(self._uids_file.read_text()) if self._uids_file.exists() else {}
         )
         new = sorted(
-            (k for k in self.box if k not in known),
+            (k for k in self.box.iterkeys() if k not in known),
             key=lambda k: (self.box.get_message(k).get_date(), k),
         )
         for key in new:

@@ -66,19 +66,37 @@ def world(db_url, tmp_path: Path, smtp_sink: Sink, dovecot, imap_user, webhook, 
     cli = Cli(db_url, tmp_path)
     cli.env["REFSEQ_SECRET_KEY"] = SECRET
     yaml = init_example(cli, tmp_path / "camp")
-    text = yaml.read_text().replace("port: 2525", f"port: {smtp_sink.port}").replace("min_gap: 90s", "min_gap: 0s")
-    text = text.replace("port: 1143", f"port: {dovecot.port}").replace("username: dana, password_env: REFSEQ_IMAP_PASSWORD", f"username: {login}, password_env: TEST_IMAP_PW")
+    text = (
+        yaml.read_text()
+        .replace("port: 2525", f"port: {smtp_sink.port}")
+        .replace("min_gap: 90s", "min_gap: 0s")
+    )
+    text = text.replace("port: 1143", f"port: {dovecot.port}").replace(
+        "username: dana, password_env: REFSEQ_IMAP_PASSWORD",
+        f"username: {login}, password_env: TEST_IMAP_PW",
+    )
     yaml.write_text(text.replace("approval: required", "approval: auto"))
     cli("launch", str(yaml), "--now", MON.isoformat())
     env = {"TEST_IMAP_PW": password, "CRM_WEBHOOK_URL": url}
     drafts = DraftConfig(SECRET, "https://refseq.acme.example", Path("templates/email"))
     deps = Deps(
-        uow_factory=uow_factory, draft_cfg=drafts, send_cfg=SendConfig(env=env),
+        uow_factory=uow_factory,
+        draft_cfg=drafts,
+        send_cfg=SendConfig(env=env),
         mailer_factory=lambda: SmtpMailer(retry_attempts=1, sleep=lambda s: None),
-        rng=random.Random(3), reader_factory=ImapMailboxReader, poster=UrllibPoster(timeout=5),
+        rng=random.Random(3),
+        reader_factory=ImapMailboxReader,
+        poster=UrllibPoster(timeout=5),
         inbox_cfg=InboxConfig(env=env, draft_cfg=drafts),
     )
-    yield {"cli": cli, "deps": deps, "sink": smtp_sink, "dovecot": dovecot, "user": imap_user, "hooks": hooks}
+    yield {
+        "cli": cli,
+        "deps": deps,
+        "sink": smtp_sink,
+        "dovecot": dovecot,
+        "user": imap_user,
+        "hooks": hooks,
+    }
     deps.close()
 
 
@@ -86,7 +104,14 @@ def sent_to(sink: Sink, prefix: str) -> list[EmailMessage]:
     return [r.message for r in sink.handler.received if r.rcpt_tos[0].startswith(prefix)]
 
 
-def reply(to_msg: EmailMessage, body: str, at: datetime, sender: str, subject: str | None = None, **headers: str) -> bytes:
+def reply(
+    to_msg: EmailMessage,
+    body: str,
+    at: datetime,
+    sender: str,
+    subject: str | None = None,
+    **headers: str,
+) -> bytes:
     msg = EmailMessage()
     msg["From"] = sender
     msg["To"] = REP
@@ -115,8 +140,15 @@ def test_a_reply_stops_the_follow_up_and_lands_with_the_rep(world, uow_factory):
     # Thursday 13:59Z, a minute before the follow-up is due, Elena answers.
     thu = datetime(2026, 11, 26, 13, 59, tzinfo=UTC)
     body = "Sounds good, Tuesday?\n\nElena\n\nOn Mon, Nov 23, 2026, Dana Whitfield wrote:\n> Hi Elena,\n> James suggested we talk.\n"
-    dovecot.append(world["user"], "INBOX", reply(intro, body, thu, "Elena Park <elena.park@northbank.example>"), date=thu)
-    replay(deps, MON + timedelta(hours=1), datetime(2026, 11, 28, 0, 0, tzinfo=UTC), timedelta(hours=1))
+    dovecot.append(
+        world["user"],
+        "INBOX",
+        reply(intro, body, thu, "Elena Park <elena.park@northbank.example>"),
+        date=thu,
+    )
+    replay(
+        deps, MON + timedelta(hours=1), datetime(2026, 11, 28, 0, 0, tzinfo=UTC), timedelta(hours=1)
+    )
 
     assert len(sent_to(sink, "elena")) == 1  # the follow-up due Thursday 14:00Z never went out
     assert len(sent_to(sink, "sam")) == 2  # Sam, who did not reply, got his follow-up
@@ -125,12 +157,17 @@ def test_a_reply_stops_the_follow_up_and_lands_with_the_rep(world, uow_factory):
     (notice,) = sent_to(sink, REP)
     assert notice["Subject"] == "Reply from Elena Park (Northbank)"
     text = notice.get_body(("plain",)).get_content()
-    assert "> Sounds good, Tuesday?" in text and "James Hervin" in text and "your former colleague at Chase" in text
+    assert (
+        "> Sounds good, Tuesday?" in text
+        and "James Hervin" in text
+        and "your former colleague at Chase" in text
+    )
     assert notice["Auto-Submitted"] == "auto-generated"
 
     handoffs = world["cli"].json("handoffs")
     assert [(h["prospect"], h["intent"], h["notified"]) for h in handoffs] == [
-        ("elena.park@northbank.example", "interested", True)]
+        ("elena.park@northbank.example", "interested", True)
+    ]
     assert handoffs[0]["reply_text"].startswith("Sounds good, Tuesday?")
     (call,) = world["hooks"].calls  # the webhook fired exactly once
     headers, payload = call
@@ -138,7 +175,11 @@ def test_a_reply_stops_the_follow_up_and_lands_with_the_rep(world, uow_factory):
     assert headers["X-Refseq-Signature"] == expected
     assert json.loads(payload)["prospect"]["email"] == "elena.park@northbank.example"
     with uow_factory() as uow:
-        thanks = [v for v in uow.repo.list_drafts([DraftState.PENDING_APPROVAL]) if v.draft.to_email == "james@pixel.example"]
+        thanks = [
+            v
+            for v in uow.repo.list_drafts([DraftState.PENDING_APPROVAL])
+            if v.draft.to_email == "james@pixel.example"
+        ]
     assert len(thanks) == 1 and thanks[0].draft.subject == "Thank you, James"
 
 
@@ -147,19 +188,33 @@ def test_an_out_of_office_pauses_until_the_return_date(world, uow_factory):
     run_pass(deps, MON)
     (intro,) = sent_to(sink, "sam")
     tue = MON + timedelta(days=1)
-    raw = reply(intro, "I am out of the office with limited access to email. I will be back on 7 December 2026.", tue,
-                "Sam Ortiz <sam.ortiz@cleardesk.example>", subject="Automatic reply: " + str(intro["Subject"]),
-                Auto_Submitted="auto-replied")
+    raw = reply(
+        intro,
+        "I am out of the office with limited access to email. I will be back on 7 December 2026.",
+        tue,
+        "Sam Ortiz <sam.ortiz@cleardesk.example>",
+        subject="Automatic reply: " + str(intro["Subject"]),
+        Auto_Submitted="auto-replied",
+    )
     dovecot.append(world["user"], "INBOX", raw, date=tue)
     run_pass(deps, tue + timedelta(hours=1))
     e = enrollment(uow_factory, "sam.ortiz@cleardesk.example")
     assert e.state is EnrollmentState.PAUSED
     assert e.paused_until == datetime(2026, 12, 7, 8, 0, tzinfo=UTC)
-    replay(deps, tue + timedelta(hours=2), datetime(2026, 12, 6, 23, tzinfo=UTC), timedelta(hours=6))
+    replay(
+        deps, tue + timedelta(hours=2), datetime(2026, 12, 6, 23, tzinfo=UTC), timedelta(hours=6)
+    )
     assert len(sent_to(sink, "sam")) == 1  # nothing while away
-    replay(deps, datetime(2026, 12, 7, 14, tzinfo=UTC), datetime(2026, 12, 7, 15, tzinfo=UTC), timedelta(hours=1))
+    replay(
+        deps,
+        datetime(2026, 12, 7, 14, tzinfo=UTC),
+        datetime(2026, 12, 7, 15, tzinfo=UTC),
+        timedelta(hours=1),
+    )
     assert len(sent_to(sink, "sam")) == 2  # back on the 7th: the follow-up goes
-    assert enrollment(uow_factory, "sam.ortiz@cleardesk.example").state is not EnrollmentState.PAUSED
+    assert (
+        enrollment(uow_factory, "sam.ortiz@cleardesk.example").state is not EnrollmentState.PAUSED
+    )
 
 
 def test_a_hard_bounce_and_an_unsubscribe_stop_and_suppress(world, uow_factory):
@@ -167,16 +222,30 @@ def test_a_hard_bounce_and_an_unsubscribe_stop_and_suppress(world, uow_factory):
     run_pass(deps, MON)
     (elena,) = sent_to(sink, "elena")
     (sam,) = sent_to(sink, "sam")
-    dsn = (Path("tests/fixtures/mail/hard_bounce/postfix_user_unknown.eml").read_bytes()
-           .replace(b"<abc123@acme.example>", str(elena["Message-ID"]).encode()))
+    dsn = (
+        Path("tests/fixtures/mail/hard_bounce/postfix_user_unknown.eml")
+        .read_bytes()
+        .replace(b"<abc123@acme.example>", str(elena["Message-ID"]).encode())
+    )
     dovecot.append(world["user"], "INBOX", dsn, date=MON + timedelta(hours=2))
-    dovecot.append(world["user"], "INBOX", reply(sam, "Please remove me from your list.", MON + timedelta(hours=3),
-                                                 "sam.ortiz@cleardesk.example"), date=MON + timedelta(hours=3))
+    dovecot.append(
+        world["user"],
+        "INBOX",
+        reply(
+            sam,
+            "Please remove me from your list.",
+            MON + timedelta(hours=3),
+            "sam.ortiz@cleardesk.example",
+        ),
+        date=MON + timedelta(hours=3),
+    )
     run_pass(deps, MON + timedelta(hours=4))
     with uow_factory() as uow:
         suppressed = uow.repo.suppressed_values()
     assert "sam.ortiz@cleardesk.example" in suppressed
-    assert enrollment(uow_factory, "sam.ortiz@cleardesk.example").state is EnrollmentState.UNSUBSCRIBED
+    assert (
+        enrollment(uow_factory, "sam.ortiz@cleardesk.example").state is EnrollmentState.UNSUBSCRIBED
+    )
     inbound = {r["class"] for r in world["cli"].json("inbox")}
     assert {"hard_bounce", "unsubscribe"} <= inbound
     assert enrollment(uow_factory, "elena.park@northbank.example").state is EnrollmentState.BOUNCED
@@ -187,13 +256,23 @@ def test_a_uidvalidity_reset_loses_nothing_and_duplicates_nothing(world, uow_fac
     run_pass(deps, MON)
     for i, prefix in enumerate(("elena", "sam")):
         (m,) = sent_to(sink, prefix)
-        dovecot.append(world["user"], "INBOX", reply(m, f"Thanks, noted #{i}?", MON + timedelta(hours=1),
-                                                     f"{prefix}@elsewhere.example"), date=MON + timedelta(hours=1))
+        dovecot.append(
+            world["user"],
+            "INBOX",
+            reply(
+                m, f"Thanks, noted #{i}?", MON + timedelta(hours=1), f"{prefix}@elsewhere.example"
+            ),
+            date=MON + timedelta(hours=1),
+        )
     run_pass(deps, MON + timedelta(hours=2), ["poll"])
     dovecot.reset_uidvalidity(world["user"])
     (m,) = sent_to(sink, "priya")
-    dovecot.append(world["user"], "INBOX", reply(m, "Who is this?", MON + timedelta(hours=3),
-                                                 "priya@elsewhere.example"), date=MON + timedelta(hours=3))
+    dovecot.append(
+        world["user"],
+        "INBOX",
+        reply(m, "Who is this?", MON + timedelta(hours=3), "priya@elsewhere.example"),
+        date=MON + timedelta(hours=3),
+    )
     run_pass(deps, MON + timedelta(hours=4), ["poll"])
     rows = world["cli"].json("inbox")
     assert len(rows) == 3  # all three, each once
@@ -204,8 +283,10 @@ def test_a_message_that_cannot_be_classified_is_kept_and_holds_the_next_step(wor
     deps, sink, dovecot = world["deps"], world["sink"], world["dovecot"]
     run_pass(deps, MON)
     # From the prospect, but no subject and no text: nothing to go on.
-    garbage = (b"From: elena.park@northbank.example\r\nContent-Type: multipart/mixed; boundary=x\r\n"
-               b"\r\n--x\r\nContent-Type: application/octet-stream\r\n\r\n\x00\xff\xfe\r\n--x--\r\n")
+    garbage = (
+        b"From: elena.park@northbank.example\r\nContent-Type: multipart/mixed; boundary=x\r\n"
+        b"\r\n--x\r\nContent-Type: application/octet-stream\r\n\r\n\x00\xff\xfe\r\n--x--\r\n"
+    )
     dovecot.append(world["user"], "INBOX", garbage, date=MON + timedelta(hours=1))
     run_pass(deps, MON + timedelta(hours=2))
     (held,) = world["cli"].json("inbox", "--unhandled")

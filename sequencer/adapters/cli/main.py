@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from sequencer.adapters.cli import campaign, db, drafts, inbox, report, reps, run, suppress
+from sequencer.adapters.cli import campaign, db, demo, drafts, inbox, report, reps, run, suppress
 
 app = typer.Typer(
     name="refseq",
@@ -19,6 +19,7 @@ reps.register(app)  # `refseq rep …` and `refseq web`
 run.register(app)
 report.register(app)
 inbox.register(app)
+demo.register(app)
 app.add_typer(suppress.app, name="suppress")
 app.add_typer(db.app, name="db")
 

@@ -1,0 +1,71 @@
+"""`refseq demo` end to end: its outcome is read back from the database, not from its output."""
+
+from __future__ import annotations
+
+import mailbox
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from sequencer.adapters.cli.main import app
+from sequencer.adapters.db.session import make_uow_factory
+from sequencer.core.states import DraftState, EnrollmentState
+
+
+def test_the_demo_runs_the_whole_job_and_ends_in_the_right_state(tmp_path: Path):
+    folder = tmp_path / "demo"
+    result = CliRunner().invoke(
+        app,
+        ["demo", "--dir", str(folder), "--start", "2026-11-30T13:00:00+00:00"],
+        catch_exceptions=False,
+    )
+    assert result.exit_code == 0, result.stdout + result.stderr
+    factory = make_uow_factory(f"sqlite:///{folder / 'refseq.db'}")
+    try:
+        with factory() as uow:
+            (summary,) = uow.repo.list_campaigns()
+            enrollments = {
+                e.prospect_email: e for e in uow.repo.list_enrollments(summary.campaign.id)
+            }
+            sent = [v for v in uow.repo.list_drafts([DraftState.SENT])]
+            handoffs = uow.repo.list_handoffs(states=("open", "handled"))
+            suppressed = uow.repo.suppressed_values()
+            inbound = {i.from_addr: i.klass for i in uow.repo.list_inbound()}
+    finally:
+        factory.dispose()
+    states = {k.split("@")[0]: e.state for k, e in enrollments.items()}
+    assert states == {
+        "elena.park": EnrollmentState.REPLIED,  # interested: stopped and handed to the rep
+        "john.reyes": EnrollmentState.COMPLETED,  # out of office: paused, then resumed
+        "priya.nair": EnrollmentState.BOUNCED,
+        "marc.dubois": EnrollmentState.UNSUBSCRIBED,
+        "sam.ortiz": EnrollmentState.COMPLETED,  # silence: the whole sequence
+        "aiko.tanaka": EnrollmentState.COMPLETED,
+    }
+    steps = {}
+    for v in sent:
+        steps.setdefault(v.draft.to_email.split("@")[0], []).append(v.draft.step_number)
+    assert {k: sorted(v) for k, v in steps.items()} == {
+        "elena.park": [1],
+        "john.reyes": [1, 2],
+        "priya.nair": [1],
+        "marc.dubois": [1],
+        "sam.ortiz": [1, 2],
+        "aiko.tanaka": [1, 2],
+        "james": [1001],  # + the thank-you to James
+    }
+    (handoff,) = handoffs
+    assert (handoff.enrollment_id, handoff.intent) == (
+        enrollments["elena.park@northbank.example"].id,
+        "interested",
+    )
+    assert handoff.notified_at is not None
+    assert {"priya.nair@fintrust.example", "marc.dubois@paysage.example"} <= suppressed
+    assert inbound["john.reyes@ledgerline.example"] == "auto_reply"
+    john_follow_up = next(
+        v for v in sent if v.draft.to_email.startswith("john") and v.draft.step_number == 2
+    )
+    assert john_follow_up.draft.sent_at is not None
+    box = mailbox.mbox(str(folder / "sent.mbox"))
+    assert len(box) == len(sent) + 1  # every message, plus the handoff notice to the rep
+    assert (folder / "report.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
