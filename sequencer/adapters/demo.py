@@ -62,7 +62,7 @@ class Outbox:
             box.add(mailbox.mboxMessage(raw))
             box.close()
             for rcpt in envelope.rcpt_tos:
-                self.received.append((rcpt, msg))  # type: ignore[arg-type]
+                self.received.append((rcpt, msg))
         return "250 2.0.0 Ok: queued"
 
     def to(self, prefix: str) -> list[EmailMessage]:

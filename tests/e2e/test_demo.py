@@ -27,7 +27,7 @@ def test_the_demo_runs_the_whole_job_and_ends_in_the_right_state(tmp_path: Path)
             enrollments = {
                 e.prospect_email: e for e in uow.repo.list_enrollments(summary.campaign.id)
             }
-            sent = [v for v in uow.repo.list_drafts([DraftState.SENT])]
+            sent = uow.repo.list_drafts([DraftState.SENT])
             handoffs = uow.repo.list_handoffs(states=("open", "handled"))
             suppressed = uow.repo.suppressed_values()
             inbound = {i.from_addr: i.klass for i in uow.repo.list_inbound()}

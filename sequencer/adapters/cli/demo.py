@@ -25,7 +25,7 @@ def demo(
     ),
     days: int = typer.Option(14, "--days", help="Simulated days to run."),
 ) -> None:
-    """Run the real main job end to end: launch, approve, send over SMTP, replies, handoff, report."""
+    """The real main job end to end: launch, approve, send (SMTP), replies, handoff, report."""
     from sequencer.adapters.demo import next_monday, run_demo
     from sequencer.bootstrap import example_dir, shipped_templates_dir
 
