@@ -10,8 +10,8 @@ sentence above a quoted message).
 Return dates ("back on Monday 7 December", "returning 12/03/2026", "zurück am 03.12.2026", "de
 retour le 7 décembre", …) are read relative to the message date: a date without a year is the
 next such date on or after it, a weekday alone is the next such day *after* it, and "until X" /
-"bis X" / "jusqu'au X" means back the day after X. Slash dates are month/day in English text and
-day/month elsewhere; dotted dates are always day.month.
+"bis X" / "jusqu'au X" means back the day after X. Slash dates are month/day after an English cue
+("returning 12/03/2026") and day/month after any other; dotted dates are always day.month.
 """
 
 from __future__ import annotations
@@ -100,6 +100,10 @@ _RETURN = re.compile(
     r"|retornarei|di ritorno|rientro|rientrerò|torno|a partire da)\b",
     re.I,
 )
+_ENGLISH_CUES = frozenset(
+    {"back", "return", "returning", "returns", "in", "available", "reachable", "until", "till",
+     "through"}
+)  # fmt: skip
 _UNTIL = re.compile(
     r"\b(?:until|till|through|bis(?: einschließlich| einschl\.| zum)?|jusqu'au|jusqu\u2019au"
     r"|hasta el|tot en met|tot|até(?: o dia)?|fino al)\b",
@@ -202,10 +206,10 @@ def _date_after(window: str, ref: date | None, english: bool) -> date | None:
 def return_date(text: str, ref: date | None) -> tuple[date, str] | None:
     """(date back, evidence) from an out-of-office text; a "back on" cue beats an "until" one."""
     body = text[:SCAN_CHARS].replace("\u2019", "'")
-    english = bool(re.search(r"\b(?:the|and|office|back|until|email)\b", body, re.I))
     for cue, shift in ((_RETURN, 0), (_UNTIL, 1)):
         for hit in cue.finditer(body):
             window = body[hit.end() : hit.end() + 48]
+            english = hit.group(0).split()[0].casefold() in _ENGLISH_CUES
             when = _date_after(window, ref, english)
             if when is None or (ref is not None and not ref <= when <= ref + timedelta(days=400)):
                 continue

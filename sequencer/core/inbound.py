@@ -6,8 +6,9 @@ unsubscribe, human reply + intent). Neither raises, whatever the input.
 
 Inbound mail is hostile, so:
 
-* at most ``MAX_RAW_BYTES`` of a message are parsed and ``MAX_TEXT_BYTES`` of a text part read;
-  part walks are iterative with a depth and a count limit (nested message/rfc822 included);
+* at most ``MAX_RAW_BYTES`` and ``MAX_DELIMITERS`` MIME boundary lines of a message are parsed,
+  ``MAX_TEXT_BYTES`` of a text part are read, part walks are iterative with depth and count
+  limits and never descend into a returned message/rfc822;
 * every header value is cut to ``MAX_HEADER_CHARS`` *before* the stdlib header parser sees it
   (``_BoundedPolicy``: ``email.policy.default`` otherwise; its parser is quadratic on some crafted
   values in Python 3.11);
@@ -25,10 +26,12 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
+from email.header import decode_header, make_header
 from email.message import Message
 from email.policy import EmailPolicy
 from email.utils import getaddresses, parseaddr, parsedate_to_datetime
 from enum import StrEnum
+from functools import lru_cache
 from html.parser import HTMLParser
 from typing import Any
 
@@ -44,16 +47,19 @@ __all__ = [
     "Verdict",
     "classify",
     "header_safe",
+    "html_to_text",
     "parse_inbound",
 ]
 
-MAX_RAW_BYTES = 2 * 1024 * 1024
+MAX_RAW_BYTES = 1024 * 1024
+MAX_DELIMITERS = 256  # lines starting with '--': bounds the MIME parts the parser builds
+MAX_HEADERS = 1000
 MAX_TEXT_BYTES = 256 * 1024
 MAX_HEADER_CHARS = 2048
 MAX_DEPTH = 8
 MAX_PARTS = 200
 MAX_IDS = 100
-MAX_LINE = 998  # RFC 5322 line limit
+LIBRARY_LINE = 512  # flufl.bounce regexes are quadratic in the line length
 LIBRARY_MAX_BYTES = 128 * 1024
 
 INTERESTING_HEADERS = (
@@ -113,12 +119,22 @@ def header_safe(text: str) -> str:
 
 
 class _BoundedPolicy(EmailPolicy):
-    """``email.policy.default``, but a header value is cut before the header parser sees it."""
+    """``email.policy.default``, but a header value is cut before the header parser sees it.
+
+    Parsed headers are also memoised: the parser and ``get_content_type()`` re-parse the same
+    Content-Type header many times per message. Header objects are immutable, so sharing them is
+    safe; ``parse_inbound`` empties the memo first, so it only ever pays off within one message.
+    """
 
     def header_fetch_parse(self, name: str, value: str) -> Any:
         if isinstance(value, str) and not hasattr(value, "name"):
-            value = value[:MAX_HEADER_CHARS]
+            return _parse_header(self, name, value[:MAX_HEADER_CHARS])
         return super().header_fetch_parse(name, value)
+
+
+@lru_cache(maxsize=512)
+def _parse_header(policy: EmailPolicy, name: str, value: str) -> Any:
+    return EmailPolicy.header_fetch_parse(policy, name, value)
 
 
 _POLICY = _BoundedPolicy()
@@ -130,8 +146,22 @@ _BODY_MSGID = re.compile(
 _EMPTY = ParsedInbound(None, [], [], "", "", "", None, "", {}, [])
 
 
+_DELIMITER = re.compile(rb"^--", re.M)
+
+
 def _parse_bytes(raw: bytes) -> Message:
-    return email.message_from_bytes(raw[:MAX_RAW_BYTES], policy=_POLICY)
+    """Parse at most MAX_RAW_BYTES and MAX_DELIMITERS boundary lines.
+
+    The parser re-reads the parent's Content-Type for every part (~0.2 ms each with the default
+    policy), so a few hundred thousand empty parts would take minutes: the clip bounds that, and
+    the nesting depth with it.
+    """
+    data = raw[:MAX_RAW_BYTES]
+    for count, found in enumerate(_DELIMITER.finditer(data), 1):
+        if count > MAX_DELIMITERS:
+            data = data[: found.start()]
+            break
+    return email.message_from_bytes(data, policy=_POLICY)
 
 
 def _unsurrogate(value: str) -> str:
@@ -142,15 +172,27 @@ def _unsurrogate(value: str) -> str:
         return value
 
 
+def _first_headers(msg: Message) -> dict[str, str]:
+    """First raw (unparsed) value of each of the first MAX_HEADERS header fields."""
+    first: dict[str, str] = {}
+    for index, (key, value) in enumerate(msg.raw_items()):
+        if index >= MAX_HEADERS:
+            break
+        first.setdefault(key.lower(), str(value))
+    return first
+
+
+def _raw(headers: dict[str, str], name: str, cap: int = MAX_HEADER_CHARS) -> str | None:
+    value = headers.get(name)
+    return None if value is None else _unsurrogate(value[:cap])
+
+
 def _raw_header(msg: Message, name: str, cap: int = MAX_HEADER_CHARS) -> str | None:
-    for key, value in msg.raw_items():
-        if key.lower() == name:
-            return _unsurrogate(str(value)[:cap])
-    return None
+    return _raw(_first_headers(msg), name, cap)
 
 
-def _header_text(msg: Message, name: str) -> str:
-    raw = _raw_header(msg, name)
+def _header_text(headers: dict[str, str], name: str) -> str:
+    raw = _raw(headers, name)
     if raw is None:
         return ""
     try:
@@ -163,8 +205,8 @@ def _ids(value: str | None) -> list[str]:
     return list(dict.fromkeys(_MSGID.findall(value or "")))[:MAX_IDS]
 
 
-def _sender(msg: Message) -> tuple[str, str]:
-    raw = _raw_header(msg, "from")
+def _sender(headers: dict[str, str]) -> tuple[str, str]:
+    raw = _raw(headers, "from")
     if raw is None:
         return "", ""
     name, addr = "", ""
@@ -172,14 +214,18 @@ def _sender(msg: Message) -> tuple[str, str]:
         addresses = _POLICY.header_fetch_parse("from", raw).addresses
         if addresses:
             name, addr = addresses[0].display_name, addresses[0].addr_spec
-    except Exception:
+    except Exception:  # e.g. a display name whose encoded words decode to CR/LF
         name, addr = parseaddr(raw)
+        try:
+            name = str(make_header(decode_header(name)))
+        except Exception:
+            name = ""
     addr = header_safe(addr).strip("<>").casefold().replace(" ", "")
     return addr, header_safe(name)
 
 
-def _date(msg: Message) -> datetime | None:
-    raw = _raw_header(msg, "date", 200)
+def _date(headers: dict[str, str]) -> datetime | None:
+    raw = _raw(headers, "date", 200)
     if not raw:
         return None
     try:
@@ -189,15 +235,16 @@ def _date(msg: Message) -> datetime | None:
     return when if when.tzinfo else when.replace(tzinfo=UTC)
 
 
-def _walk(msg: Message) -> Iterator[Message]:
-    """Pre-order walk, iterative, bounded; never descends into message/* parts."""
+def _walk(msg: Message) -> Iterator[tuple[Message, str]]:
+    """(part, content type) in pre-order; iterative, bounded, never descends into message/*."""
     stack: list[tuple[Message, int]] = [(msg, 0)]
     seen = 0
     while stack and seen < MAX_PARTS:
         part, depth = stack.pop()
         seen += 1
-        yield part
-        if depth < MAX_DEPTH and part.get_content_maintype() == "multipart":
+        ctype = part.get_content_type()
+        yield part, ctype
+        if depth < MAX_DEPTH and ctype.startswith("multipart/"):
             children = part.get_payload()
             if isinstance(children, list):
                 kids = [c for c in children[:MAX_PARTS] if isinstance(c, Message)]
@@ -236,6 +283,7 @@ def _inner_message(part: Message) -> Message | None:
 
 def parse_inbound(raw: bytes) -> ParsedInbound:
     """Parse raw inbound bytes into bounded, header-safe values. Never raises."""
+    _parse_header.cache_clear()
     try:
         return _extract(_parse_bytes(raw))
     except Exception:
@@ -248,8 +296,7 @@ def _extract(msg: Message) -> ParsedInbound:
     returned: list[str] = []
     reports: list[DeliveryReport] = []
     extra: dict[str, str] = {}
-    for part in _walk(msg):
-        ctype = part.get_content_type()
+    for part, ctype in _walk(msg):
         if ctype == "text/plain" and plain is None and not _is_attachment(part):
             plain = _decode(part) or None
         elif ctype == "text/html" and html is None and not _is_attachment(part):
@@ -270,21 +317,21 @@ def _extract(msg: Message) -> ParsedInbound:
             extra["feedback-type"] = header_safe(feedback or "")
     text = plain if plain and plain.strip() else html_to_text(html or "")
     returned.extend(_BODY_MSGID.findall(text))
-    headers = {name: header_safe(_header_text(msg, name)) for name in INTERESTING_HEADERS}
-    headers = {k: v for k, v in headers.items() if v or _raw_header(msg, k) is not None}
+    first = _first_headers(msg)
+    headers = {n: header_safe(_header_text(first, n)) for n in INTERESTING_HEADERS if n in first}
     failed = msg.get_all("x-failed-recipients") if "x-failed-recipients" in headers else None
     if failed:
         headers["x-failed-recipients"] = header_safe(", ".join(str(v)[:500] for v in failed[:20]))
-    from_addr, from_name = _sender(msg)
-    message_ids = _ids(_raw_header(msg, "message-id"))
+    from_addr, from_name = _sender(first)
+    message_ids = _ids(_raw(first, "message-id"))
     return ParsedInbound(
         message_id=header_safe(message_ids[0]) if message_ids else None,
-        in_reply_to=_ids(_raw_header(msg, "in-reply-to", 16_384)),
-        references=_ids(_raw_header(msg, "references", 16_384)),
+        in_reply_to=_ids(_raw(first, "in-reply-to", 16_384)),
+        references=_ids(_raw(first, "references", 16_384)),
         from_addr=from_addr,
         from_name=from_name,
-        subject=header_safe(_header_text(msg, "subject")),
-        date=_date(msg),
+        subject=header_safe(_header_text(first, "subject")),
+        date=_date(first),
         text=text,
         headers_of_interest={**headers, **extra},
         returned_message_ids=[header_safe(i) for i in dict.fromkeys(returned)][:MAX_IDS],
@@ -396,18 +443,20 @@ def _verdict(klass: InboundClass, evidence: list[str], confidence: float, **kw: 
 
 
 def _library_failures(parsed: ParsedInbound, raw: bytes | None) -> bounces.LibraryResult | None:
-    """flufl.bounce on a clipped re-parse of ``raw``, only for bounce-looking messages.
+    """flufl.bounce on a clipped re-parse of ``raw``, for bounce-looking messages without DSN.
 
-    Its detectors run unanchored regexes over every body line, so it only ever sees the first
-    ``LIBRARY_MAX_BYTES`` with lines cut at 998 bytes, and is skipped when decoding brings back a
-    longer line (quoted-printable soft breaks) or the MIME tree is too deep or too wide.
+    Its detectors run unanchored regexes over body lines (quadratic in the line length), so it
+    only sees the first ``LIBRARY_MAX_BYTES`` with lines cut at ``LIBRARY_LINE`` bytes, and is
+    skipped when a text/plain part it decodes would bring back a longer line (quoted-printable
+    soft breaks, base64) or when the MIME tree is too deep or too wide.
     """
     suspect = bounces.looks_like_bounce(
         parsed.subject, parsed.from_addr, parsed.from_name, parsed.headers_of_interest, parsed.text
     )
-    if raw is None or not suspect:
+    failed = any(r.action.startswith(("failed", "delayed")) for r in parsed.delivery_reports)
+    if raw is None or not suspect or failed:  # a DSN names its recipients itself
         return None
-    clipped = b"\n".join(line[:MAX_LINE] for line in raw[:LIBRARY_MAX_BYTES].splitlines())
+    clipped = b"\n".join(line[:LIBRARY_LINE] for line in raw[:LIBRARY_MAX_BYTES].splitlines())
     try:
         msg = _parse_bytes(clipped)
         if not _library_safe(msg):
@@ -428,8 +477,8 @@ def _library_safe(msg: Message) -> bool:
         payload = part.get_payload()
         if isinstance(payload, list):
             stack.extend((p, depth + 1) for p in payload if isinstance(p, Message))
-        elif part.get_content_maintype() == "text" and any(
-            len(line) > MAX_LINE for line in _decode(part).split("\n")
+        elif (part is msg or part.get_content_type() == "text/plain") and any(
+            len(line) > LIBRARY_LINE for line in _decode(part).split("\n")
         ):
             return False
     return True
@@ -476,7 +525,7 @@ def _classify(parsed: ParsedInbound, raw: bytes | None) -> Verdict:
         return _verdict(
             InboundClass.AUTO_REPLY, evidence, confidence,
             return_date=back[0] if back else None, reply_text=split.text,
-            intent=intent.intent, redirect_to=intent.redirect_to,
+            intent=intent.intent, redirect_to=_safe_or_none(intent.redirect_to),
         )  # fmt: skip
 
     if not parsed.from_addr or not (parsed.text.strip() or parsed.subject):
@@ -496,8 +545,12 @@ def _classify(parsed: ParsedInbound, raw: bytes | None) -> Verdict:
     return _verdict(
         InboundClass.HUMAN_REPLY, [*evidence, *intent.evidence],
         0.7 if intent.intent is Intent.NEUTRAL else 0.85,
-        reply_text=split.text, intent=intent.intent, redirect_to=intent.redirect_to,
+        reply_text=split.text, intent=intent.intent, redirect_to=_safe_or_none(intent.redirect_to),
     )  # fmt: skip
+
+
+def _safe_or_none(value: str | None) -> str | None:
+    return header_safe(value) or None if value else None
 
 
 def _cc_addresses(value: str, sender: str) -> list[tuple[str, str]]:

@@ -275,7 +275,7 @@ class Report:
 # -- per-enrollment digest ------------------------------------------------------------------
 
 
-@dataclass
+@dataclass(slots=True)
 class _Track:
     """Everything that happened to one enrollment, folded from the facts."""
 
@@ -349,7 +349,7 @@ def _tracks(facts: Facts) -> dict[int, _Track]:
 # -- funnels ----------------------------------------------------------------------------------
 
 
-@dataclass
+@dataclass(slots=True)
 class _Tally:
     enrolled: set[int] = field(default_factory=set)
     sent: int = 0
@@ -381,21 +381,23 @@ class _Grouped:
             self._pairs[(group, temperature)] = pair
         return pair
 
-    def enroll(self, group: str, t: _Track) -> None:
+    def count(
+        self,
+        group: str,
+        t: _Track,
+        sent: int = 0,
+        outcomes: Iterable[str] = (),
+        seconds: float | None = None,
+    ) -> None:
+        """Count ``t`` as enrolled in ``group`` (once), with these sends, outcomes, reply time."""
+        eid = t.fact.enrollment_id
         for tally in self._each(group, t.fact.temperature):
-            tally.enrolled.add(t.fact.enrollment_id)
-
-    def sent(self, group: str, t: _Track, n: int = 1) -> None:
-        for tally in self._each(group, t.fact.temperature):
-            tally.sent += n
-
-    def outcome(self, group: str, t: _Track, outcome: str) -> None:
-        for tally in self._each(group, t.fact.temperature):
-            tally.outcomes[outcome].add(t.fact.enrollment_id)
-
-    def reply_time(self, group: str, t: _Track, seconds: float) -> None:
-        for tally in self._each(group, t.fact.temperature):
-            tally.reply_seconds[t.fact.enrollment_id] = seconds
+            tally.enrolled.add(eid)
+            tally.sent += sent
+            for outcome in outcomes:
+                tally.outcomes[outcome].add(eid)
+            if seconds is not None:
+                tally.reply_seconds[eid] = seconds
 
     def row(self, group: str) -> FunnelRow:
         return FunnelRow(
@@ -415,17 +417,12 @@ def _by_enrollment(
 ) -> _Grouped:
     """Tally each enrollment under ``key`` (and under "all" in ``total``, in the same pass)."""
     grouped = _Grouped()
-    targets = [grouped] if total is None else [grouped, total]
     for t in tracks:
+        sent = 1 if t.sends else 0
         seconds = t.first_reply_seconds()
-        for g, group in zip(targets, (key(t.fact), "all"), strict=False):
-            g.enroll(group, t)
-            if t.sends:
-                g.sent(group, t)
-            for outcome in t.outcomes:
-                g.outcome(group, t, outcome)
-            if seconds is not None:
-                g.reply_time(group, t, seconds)
+        grouped.count(key(t.fact), t, sent, t.outcomes, seconds)
+        if total is not None:
+            total.count("all", t, sent, t.outcomes, seconds)
     return grouped
 
 
@@ -433,17 +430,16 @@ def _by_message(tracks: Iterable[_Track], key: Callable[[SendFact], str]) -> _Gr
     grouped = _Grouped()
     for t in tracks:
         for s in t.sends:
-            grouped.enroll(key(s), t)
-            grouped.sent(key(s), t)
+            grouped.count(key(s), t, sent=1)
         for outcome, at in t.outcomes.items():
             answered = t.send_for(at)
             if answered is not None:
-                grouped.outcome(key(answered), t, outcome)
+                grouped.count(key(answered), t, outcomes=(outcome,))
         seconds = t.first_reply_seconds()
         if seconds is not None and t.first_reply is not None:
             answered = t.send_for(t.first_reply.received_at)
             if answered is not None:
-                grouped.reply_time(key(answered), t, seconds)
+                grouped.count(key(answered), t, seconds=seconds)
     return grouped
 
 
@@ -517,7 +513,11 @@ _EDGE_OUTCOMES = ("handed_off", "interested", "replied", "bounced", "unsubscribe
 
 def _edge(t: _Track) -> EdgeRow:
     f = t.fact
-    outcome = next((o for o in _EDGE_OUTCOMES if o in t.outcomes), None)
+    outcome = "sent" if t.sends else "not_sent"
+    for strongest in _EDGE_OUTCOMES:
+        if strongest in t.outcomes:
+            outcome = strongest
+            break
     return EdgeRow(
         referrer_id=f.referrer_id,
         referrer_name=f.referrer_name,
@@ -531,7 +531,7 @@ def _edge(t: _Track) -> EdgeRow:
         replied="replied" in t.outcomes,
         intent=t.first_reply.intent if t.first_reply else None,
         handed_off="handed_off" in t.outcomes,
-        outcome=outcome or ("sent" if t.sends else "not_sent"),
+        outcome=outcome,
     )
 
 

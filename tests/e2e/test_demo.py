@@ -67,5 +67,7 @@ def test_the_demo_runs_the_whole_job_and_ends_in_the_right_state(tmp_path: Path)
     )
     assert john_follow_up.draft.sent_at is not None
     box = mailbox.mbox(str(folder / "sent.mbox"))
-    assert len(box) == len(sent) + 1  # every message, plus the handoff notice to the rep
+    count = len(box)
+    box.close()
+    assert count == len(sent) + 1  # every message, plus the handoff notice to the rep
     assert (folder / "report.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
