@@ -27,6 +27,7 @@ def make_app(settings: Settings | None = None, **overrides: Any) -> Celery:
         timezone="UTC",
         beat_schedule={
             "draft-due-steps": {"task": "refseq.draft_due", "schedule": 60.0},
+            "poll-mailboxes": {"task": "refseq.poll", "schedule": 60.0},
             "dispatch-sends": {"task": "refseq.dispatch_sends", "schedule": 60.0},
             "sweep-stuck-sends": {"task": "refseq.sweep", "schedule": 300.0},
         },

@@ -39,6 +39,14 @@ def send_mailbox_task(mailbox_key: str) -> None:
     )
 
 
+@app.task(name="refseq.poll", acks_late=True, ignore_result=True)  # type: ignore[untyped-decorator]
+def poll_task() -> None:
+    """Read the reps' mailboxes, act on replies, then notify reps and fire webhooks."""
+    from sequencer.services.runner import run_pass
+
+    run_pass(_deps(), bootstrap.utcnow(), ["poll"])
+
+
 @app.task(name="refseq.sweep", acks_late=True, ignore_result=True)  # type: ignore[untyped-decorator]
 def sweep_task() -> None:
     d = _deps()

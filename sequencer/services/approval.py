@@ -211,7 +211,12 @@ def edit(
         d = view.draft
         new_subject = d.subject if subject is None else subject.strip()
         new_text = d.text if text is None else text
-        new_html = d.html if html is None else (html or None)
+        if html is not None:
+            new_html: str | None = html or None
+        elif text is not None and text != d.text:
+            new_html = None  # the template's HTML says what the old text said: drop it
+        else:
+            new_html = d.html
         check_edit(new_subject, new_text, new_html)
         campaign = uow.repo.campaign_by_id(d.campaign_id)
         assert campaign is not None

@@ -23,8 +23,16 @@ NOW = datetime(2025, 3, 3, 9, 0, tzinfo=UTC)
 TABLES_0001 = {"campaigns", "enrollments", "suppressions"}
 ADDED_LATER = {"enrollments": ("soft_bounces",)}  # columns of 0001's tables added since
 TABLES = TABLES_0001 | {
-    "drafts", "draft_events", "mailboxes", "reps", "login_tokens",
-    "imap_checkpoints", "inbound_messages", "handoffs", "webhook_deliveries", "referrer_flags",
+    "drafts",
+    "draft_events",
+    "mailboxes",
+    "reps",
+    "login_tokens",
+    "imap_checkpoints",
+    "inbound_messages",
+    "handoffs",
+    "webhook_deliveries",
+    "referrer_flags",
 }
 
 

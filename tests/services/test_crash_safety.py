@@ -70,3 +70,42 @@ def test_a_killed_sender_never_sends_twice_and_loses_nothing(
     assert sent <= set(ids)  # every SENT draft really reached the server
     missing = [d for d in drafts if d.draft.message_id not in set(ids)]
     assert all(d.draft.state is DraftState.NEEDS_ATTENTION for d in missing)
+
+
+def test_sigterm_lets_the_runner_finish_the_message_in_flight(
+    db_url, tmp_path: Path, smtp_sink: Sink, uow_factory
+):
+    cli = Cli(db_url, tmp_path)
+    yaml = init_example(cli, tmp_path / "camp")
+    text = (
+        yaml.read_text()
+        .replace("port: 2525", f"port: {smtp_sink.port}")
+        .replace("min_gap: 90s", "min_gap: 0s")
+    )
+    text = text.replace("timezone: prospect", "timezone: UTC").replace(
+        "approval: required", "approval: auto"
+    )
+    text = text.replace(
+        "days: [mon, tue, wed, thu, fri]", "days: [mon, tue, wed, thu, fri, sat, sun]"
+    )
+    yaml.write_text(text.replace('start: "09:00", end: "17:00"', 'start: "00:00", end: "23:59"'))
+    cli("launch", str(yaml))
+    smtp_sink.handler.delay = 0.5
+    env = {**os.environ, "REFSEQ_DATABASE_URL": db_url}
+    with subprocess.Popen(
+        [sys.executable, "-m", "sequencer.adapters.cli.main", "run", "--interval", "1"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    ) as proc:
+        deadline = time.monotonic() + 60
+        while not smtp_sink.handler.received and time.monotonic() < deadline:
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(20) == 0
+    with uow_factory() as uow:
+        drafts = uow.repo.list_drafts(list(DraftState))
+    assert not [d for d in drafts if d.draft.state is DraftState.SENDING]  # nothing left mid-send
+    sent = [d for d in drafts if d.draft.state is DraftState.SENT]
+    assert 1 <= len(sent) < 6  # it stopped early, after finishing what it had started
+    assert {d.draft.message_id for d in sent} == set(smtp_sink.handler.message_ids())

@@ -126,6 +126,7 @@ def test_edit_is_revalidated_audited_and_guards_stale_approvals(cli, launched, t
     shown, msg = _message(cli, did)
     assert shown["state"] == "approved" and msg["Subject"] == "James suggested we talk"
     assert "Coffee next week?" in msg.get_body(("plain",)).get_content()
+    assert msg.get_body(("html",)) is None  # the template's HTML no longer matches the edit
     assert [(e["actor"], e["action"]) for e in shown["events"]] == [
         ("refseq", "created"),
         ("dana@acme.example", "edit"),

@@ -93,10 +93,10 @@ def test_a_celery_worker_drafts_and_sends_everything_due(
     assert (campaign["sent"], campaign["approved_due"], campaign["needs_attention"]) == (6, 0, 0)
 
 
-def test_beat_schedules_the_three_jobs_and_no_send_eta():
+def test_beat_schedules_the_four_jobs_and_no_send_eta():
     from workers.app import app
 
     tasks = {entry["task"] for entry in app.conf.beat_schedule.values()}
-    assert tasks == {"refseq.draft_due", "refseq.dispatch_sends", "refseq.sweep"}
+    assert tasks == {"refseq.draft_due", "refseq.poll", "refseq.dispatch_sends", "refseq.sweep"}
     assert app.conf.task_acks_late and app.conf.task_reject_on_worker_lost
     assert app.conf.worker_prefetch_multiplier == 1
