@@ -12,8 +12,10 @@ a fresh child process (so each peak RSS is that phase's own):
   validation, dedupe, warm/cold inputs) and render every step for every prospect;
   ``check (no render)`` is the same without the render check.
 * ``launch``: ``launch_campaign`` into a fresh, migrated SQLite file (and a fresh PostgreSQL
-  database with ``--pg``), then the same launch again (must enroll nobody), then ``report``
-  (funnel + leaderboard + edges) once sends, replies and handoffs are seeded for the enrollments.
+  database with ``--pg``), then the same launch again (must enroll nobody).
+* ``report``: once a sent step 1, replies (10%), auto-replies, bounces and handoffs are seeded
+  for those enrollments (set-based SQL, untimed), the report service (funnel + leaderboard +
+  edges) grouped by temperature, step and referrer, in a process of its own as `refseq report`.
 * the RAW BASELINE, in the same run on the same files: ``csv.reader`` over the three CSVs; a plain
   ``sqlite3`` ``executemany`` of N rows into a minimal table (one transaction, same pragmas);
   ``psycopg`` ``executemany`` of N rows with ``--pg``; and plain-driver ``fetchall`` of the rows
@@ -350,75 +352,73 @@ def _raw_fetch(execute: Callable[[str], list[Any]], rid: str, rname: str) -> int
     return sum(len(execute(q.format(rid=rid, rname=rname))) for q in RAW_REPORT_QUERIES)
 
 
-def phase_launch(rec: Recorder, folder: Path, n: int, backend: str, admin_url: str | None) -> None:
+def phase_launch(rec: Recorder, folder: Path, url: str, backend: str) -> None:
+    """Launch into the fresh database at ``url``, launch again, then seed outcomes (untimed)."""
     from sequencer.adapters.db.migrate import ensure_schema
-    from sequencer.adapters.db.report_queries import load_facts
     from sequencer.adapters.db.session import make_uow_factory
     from sequencer.services.launch import launch_campaign
-    from sequencer.services.reporting import report
 
     check = _check(folder / "campaign.yaml", render=False)  # timed in its own phase
-    with _database(folder, backend, admin_url) as url:
-        ensure_schema(url)
-        uow_factory = make_uow_factory(url)
-        try:
-            with rec.time(f"refseq: launch_campaign ({backend})") as row:
-                result = launch_campaign(uow_factory, check, NOW)
-                row["detail"] = f"{result.enrolled} enrolled"
-            with rec.time(f"refseq: launch again ({backend})") as row:
-                again = launch_campaign(uow_factory, check, NOW)
-                assert again.enrolled == 0, again.enrolled
-                row["detail"] = "0 enrolled (idempotent)"
-            seeded = seed_outcomes(uow_factory)
-            detail = ", ".join(f"{v} {k}" for k, v in seeded.items())
-            for by in ("temperature", "step", "referrer"):
-                with rec.time(f"refseq: report --by {by} ({backend})", detail=detail) as row:
-                    r = report(uow_factory, CAMPAIGN, by, load_facts)
-                    assert r.total.all.enrolled == result.enrolled
-                    row["detail"] = (
-                        f"{r.total.all.enrolled} enrollments, {r.total.all.replied} replied, "
-                        f"{len(r.referrers)} referrers"
-                    )
-        finally:
-            uow_factory.dispose()
-        with rec.time(f"raw: fetch report rows ({backend})") as row:
-            if backend == "sqlite":
-                db = sqlite3.connect(url.removeprefix("sqlite:///"))
-                fetched = _raw_fetch(
-                    lambda q: db.execute(q).fetchall(),
-                    "json_extract(e.referrer, '$.id')",
-                    "json_extract(e.referrer, '$.name')",
+    ensure_schema(url)
+    uow_factory = make_uow_factory(url)
+    try:
+        with rec.time(f"refseq: launch_campaign ({backend})") as row:
+            result = launch_campaign(uow_factory, check, NOW)
+            row["detail"] = f"{result.enrolled} enrolled"
+        with rec.time(f"refseq: launch again ({backend})") as row:
+            again = launch_campaign(uow_factory, check, NOW)
+            assert again.enrolled == 0, again.enrolled
+            row["detail"] = "0 enrolled (idempotent)"
+        seed_outcomes(uow_factory)
+    finally:
+        uow_factory.dispose()
+
+
+def phase_report(rec: Recorder, url: str, backend: str) -> None:
+    """The report service on the launched, seeded campaign, in a process of its own (as
+    `refseq report` runs), against a plain-driver fetch of the same rows."""
+    from sequencer.adapters.db.report_queries import load_facts
+    from sequencer.adapters.db.session import make_uow_factory
+    from sequencer.services.reporting import report
+
+    uow_factory = make_uow_factory(url)
+    try:
+        for by in ("temperature", "step", "referrer"):
+            with rec.time(f"refseq: report --by {by} ({backend})") as row:
+                r = report(uow_factory, CAMPAIGN, by, load_facts)
+                t = r.total.all
+                row["detail"] = (
+                    f"{t.enrolled} enrolled, {t.sent} sent, {t.replied} replied, "
+                    f"{t.handed_off} handed off, {len(r.referrers)} referrers"
                 )
-                db.close()
-            else:
-                import psycopg
+    finally:
+        uow_factory.dispose()
+    with rec.time(f"raw: fetch report rows ({backend})") as row:
+        if backend == "sqlite":
+            db = sqlite3.connect(url.removeprefix("sqlite:///"))
+            fetched = _raw_fetch(
+                lambda q: db.execute(q).fetchall(),
+                "json_extract(e.referrer, '$.id')",
+                "json_extract(e.referrer, '$.name')",
+            )
+            db.close()
+        else:
+            import psycopg
 
-                with psycopg.connect(libpq_url(url)) as conn:
-                    fetched = _raw_fetch(
-                        lambda q: conn.execute(q).fetchall(),  # type: ignore[arg-type]
-                        "e.referrer->>'id'",
-                        "e.referrer->>'name'",
-                    )
-            row["detail"] = f"{fetched} rows"
-
-
-@contextmanager
-def _database(folder: Path, backend: str, admin_url: str | None) -> Iterator[str]:
-    if backend == "sqlite":
-        path = folder / "refseq.db"
-        for p in (path, path.with_suffix(".db-wal"), path.with_suffix(".db-shm")):
-            p.unlink(missing_ok=True)
-        yield f"sqlite:///{path}"
-    else:
-        assert admin_url is not None
-        with fresh_pg(admin_url) as url:
-            yield url
+            with psycopg.connect(libpq_url(url)) as conn:
+                fetched = _raw_fetch(
+                    lambda q: conn.execute(q).fetchall(),  # type: ignore[arg-type]
+                    "e.referrer->>'id'",
+                    "e.referrer->>'name'",
+                )
+        row["detail"] = f"{fetched} rows"
 
 
 def child(args: argparse.Namespace) -> None:
     rec = Recorder()
     folder, n = Path(args.dir), args.n
     phase = args.phase
+    backend = "postgresql" if phase.endswith("-pg") else "sqlite"
     if phase == "raw-read":
         phase_raw_read(rec, folder, n)
     elif phase == "raw-sqlite":
@@ -429,10 +429,10 @@ def child(args: argparse.Namespace) -> None:
         phase_check(rec, folder, n, render=False)
     elif phase == "check":
         phase_check(rec, folder, n, render=True)
-    elif phase == "launch-sqlite":
-        phase_launch(rec, folder, n, "sqlite", None)
-    elif phase == "launch-pg":
-        phase_launch(rec, folder, n, "postgresql", args.pg)
+    elif phase in {"launch-sqlite", "launch-pg"}:
+        phase_launch(rec, folder, args.db, backend)
+    elif phase in {"report-sqlite", "report-pg"}:
+        phase_report(rec, args.db, backend)
     else:
         raise SystemExit(f"unknown phase {phase!r}")
     json.dump(rec.rows, sys.stdout)
@@ -441,10 +441,14 @@ def child(args: argparse.Namespace) -> None:
 # -- orchestration (in the parent process) -----------------------------------------------------
 
 
-def run_phase(phase: str, folder: Path, n: int, pg: str | None) -> list[dict[str, Any]]:
+def run_phase(
+    phase: str, folder: Path, n: int, pg: str | None, db: str | None = None
+) -> list[dict[str, Any]]:
     cmd = [sys.executable, __file__, "--phase", phase, "--dir", str(folder), "--n", str(n)]
     if pg:
         cmd += ["--pg", pg]
+    if db:
+        cmd += ["--db", db]
     print(f"  {phase} …", file=sys.stderr, flush=True)
     done = subprocess.run(cmd, capture_output=True, text=True, check=False, cwd=ROOT)
     if done.returncode != 0:
@@ -520,10 +524,11 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--n", type=int, default=20_000, help="prospects (default 20,000)")
     p.add_argument("--large", action="store_true", help="100,000 prospects")
     p.add_argument("--pg", metavar="URL", help="also PostgreSQL: a role that may CREATE DATABASE")
-    p.add_argument("--keep", metavar="DIR", help="generate into DIR and keep it")
+    p.add_argument("--keep", metavar="DIR", help="generate into DIR (new or empty) and keep it")
     p.add_argument("--json", action="store_true", help="print the figures as JSON")
     p.add_argument("--phase", help=argparse.SUPPRESS)
     p.add_argument("--dir", help=argparse.SUPPRESS)
+    p.add_argument("--db", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.phase:
         child(args)
@@ -535,12 +540,20 @@ def main(argv: list[str] | None = None) -> None:
         start = time.perf_counter()
         generate(folder, n)
         print(f"  done in {time.perf_counter() - start:.1f}s", file=sys.stderr)
-        phases = ["raw-read", "raw-sqlite", "check-parse", "check", "launch-sqlite"]
-        if args.pg:
-            phases += ["raw-pg", "launch-pg"]
         rows: list[dict[str, Any]] = []
-        for phase in phases:
+        for phase in ("raw-read", "raw-sqlite", "check-parse", "check"):
             rows += run_phase(phase, folder, n, args.pg)
+        db_file = folder / "refseq.db"
+        for stale in (db_file, folder / "refseq.db-wal", folder / "refseq.db-shm"):
+            stale.unlink(missing_ok=True)  # --keep DIR from an earlier run
+        sqlite_url = f"sqlite:///{db_file}"
+        for phase in ("launch-sqlite", "report-sqlite"):
+            rows += run_phase(phase, folder, n, args.pg, sqlite_url)
+        if args.pg:
+            rows += run_phase("raw-pg", folder, n, args.pg)
+            with fresh_pg(args.pg) as pg_url:
+                for phase in ("launch-pg", "report-pg"):
+                    rows += run_phase(phase, folder, n, args.pg, pg_url)
         summary = summarise(rows, n)
         meta = (
             f"Python {sys.version.split()[0]}, SQLite {sqlite3.sqlite_version}, "

@@ -81,6 +81,15 @@ class InboundClass(StrEnum):
 
 @dataclass(frozen=True)
 class ParsedInbound:
+    """Plain values read from an inbound message; every header-derived string is header-safe.
+
+    ``from_addr`` is the casefolded bare address, ``message_id`` keeps its ``<>``, ``text`` is the
+    first text/plain part (else the first text/html part as text, blockquotes as ``> `` lines).
+    ``returned_message_ids`` are the Message-IDs of a returned original (message/rfc822 or
+    text/rfc822-headers part, a DSN's X-Original-Message-ID, or "Message-ID:" lines in the text of
+    non-standard bounces): use them to match bounces and feedback reports, not replies.
+    """
+
     message_id: str | None
     in_reply_to: list[str]
     references: list[str]
@@ -97,6 +106,14 @@ class ParsedInbound:
 
 @dataclass(frozen=True)
 class Verdict:
+    """What a message is, why (``evidence``), and what to do with it.
+
+    ``bounced`` holds (address, enhanced status) pairs; ``return_date`` is set for auto-replies
+    that say when they are back; ``intent`` is NEUTRAL for bounces, NOT_INTERESTED for
+    unsubscribes, REDIRECT for a "has left, contact X" auto-reply; ``redirect_to`` is an address or
+    "Name <address>".
+    """
+
     klass: InboundClass
     evidence: list[str]
     bounced: list[tuple[str, str]]
@@ -142,8 +159,6 @@ _MSGID = re.compile(r"<[^<>\s]{1,500}>")
 _BODY_MSGID = re.compile(
     r"^[ \t>]*(?:x-original-)?message-id:[ \t]*(<[^<>\s]{1,500}>)", re.I | re.M
 )
-
-_EMPTY = ParsedInbound(None, [], [], "", "", "", None, "", {}, [])
 
 
 _DELIMITER = re.compile(rb"^--", re.M)
@@ -287,7 +302,7 @@ def parse_inbound(raw: bytes) -> ParsedInbound:
     try:
         return _extract(_parse_bytes(raw))
     except Exception:
-        return _EMPTY
+        return ParsedInbound(None, [], [], "", "", "", None, "", {}, [])
 
 
 def _extract(msg: Message) -> ParsedInbound:
@@ -423,6 +438,10 @@ def html_to_text(html: str) -> str:
 
 def classify(parsed: ParsedInbound, raw: bytes | None = None) -> Verdict:
     """Bounce, feedback report, unsubscribe, auto-reply or human reply (with intent). Never raises.
+
+    Checked in this order: ARF feedback report (unsubscribe) > bounce (even with Auto-Submitted)
+    > mailto unsubscribe (subject exactly "unsubscribe") > auto-reply > no sender or nothing to
+    read (unknown) > an opt-out in the new text (unsubscribe) > human reply.
 
     ``raw`` (the same bytes given to ``parse_inbound``) lets flufl.bounce look for the bounced
     addresses of non-standard bounce formats; without it, only our own readers run.

@@ -341,8 +341,29 @@ def test_unsubscribe_phrases(text):
     assert replytext.unsubscribe_request(text, "Re: hi") is not None
 
 
-def test_please_stop_by_is_not_an_unsubscribe():
-    assert replytext.unsubscribe_request("Please stop by our booth on Tuesday!", "Re: hi") is None
+@pytest.mark.parametrize(
+    ("text", "subject"),
+    [
+        ("Please stop by our booth on Tuesday!", "Re: hi"),
+        ("Sounds good - Tuesday?", "Re: Stop sending paper invoices"),
+        ("Sounds good. We could stop sending paper invoices next quarter.", "Re: hi"),
+        ("Before we talk: how do your customers' clients unsubscribe from payment reminders, "
+         "and can they opt out of SMS too? We need both for compliance reasons.", "Re: hi"),
+    ],
+)  # fmt: skip
+def test_near_misses_are_not_unsubscribes(text, subject):
+    assert replytext.unsubscribe_request(text, subject) is None
+
+
+def test_a_reply_to_a_subject_that_says_stop_is_still_a_reply():
+    raw = (
+        b"From: Pat <pat@x.example>\nSubject: Re: Stop sending paper invoices\n"
+        b"In-Reply-To: <abc123@acme.example>\n\nSounds good - Tuesday?\n"
+    )
+    verdict = classify(parse_inbound(raw), raw)
+    assert (verdict.klass, verdict.intent) == (InboundClass.HUMAN_REPLY, Intent.INTERESTED)
+    fresh = raw.replace(b"Re: Stop sending paper invoices", b"Re: unsubscribe")
+    assert classify(parse_inbound(fresh)).klass is InboundClass.UNSUBSCRIBE
 
 
 def test_the_splitter_handles_german_outlook_blocks_and_interleaved_quotes():
