@@ -65,8 +65,8 @@ def demo(
     )
     output.out.print(f"The rep's mailbox the poller read: {result.maildir}")
     output.out.print(
-        f"Database: {result.db_url}  (try: cd {folder} && refseq report q4-fintech-intros "
-        f"&& refseq handoffs && refseq inbox)"
+        f"Look around: cd {folder} && refseq report && refseq handoffs && refseq inbox "
+        "(refseq is in .venv/bin; the database is refseq.db in that folder)"
     )
 
 
