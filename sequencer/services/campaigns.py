@@ -4,11 +4,19 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
+from typing import Any
 
 from email_validator import EmailNotValidError, validate_email
 
 from sequencer.core.ports import CampaignRecord, CampaignSummary, Suppression, UnitOfWork
-from sequencer.core.states import CampaignStatus, campaign_transition
+from sequencer.core.schedule import next_slot, send_zone
+from sequencer.core.specjson import spec_from_json
+from sequencer.core.states import (
+    CampaignStatus,
+    EnrollmentState,
+    campaign_transition,
+    enrollment_transition,
+)
 from sequencer.errors import NotFound, SequencerError
 
 UowFactory = Callable[[], UnitOfWork]
@@ -81,3 +89,34 @@ def list_suppressions(uow_factory: UowFactory) -> list[Suppression]:
 
 
 __all__ = ["CampaignStatus", "change_status", "get_campaign", "list_campaigns", "suppress"]
+
+
+def held_enrollments(uow_factory: UowFactory, campaign: str | None = None) -> list[tuple[str, Any]]:
+    """(campaign name, enrollment) for every enrollment held for a human decision."""
+    out: list[tuple[str, Any]] = []
+    with uow_factory() as uow:
+        for summary in uow.repo.list_campaigns():
+            c = summary.campaign
+            if campaign is not None and c.name != campaign:
+                continue
+            out.extend((c.name, e) for e in uow.repo.list_enrollments(c.id, [EnrollmentState.HELD]))
+    return out
+
+
+def release(uow_factory: UowFactory, enrollment_id: int, now: datetime) -> datetime:
+    """A rep releases a held enrollment: its first step is due at the next slot of the window."""
+    with uow_factory() as uow:
+        e = uow.repo.get_enrollment(enrollment_id)
+        if e is None:
+            raise NotFound(f"no enrollment {enrollment_id} (see `refseq held`)")
+        campaign = uow.repo.campaign_by_id(e.campaign_id)
+        assert campaign is not None
+        spec = spec_from_json(campaign.spec)
+        enrollment_transition(e.state, "release")
+        zone = send_zone(spec.schedule, e.prospect.get("timezone", ""), spec.rep.timezone)
+        due = next_slot(now, spec.schedule, zone)
+        uow.repo.update_enrollment(
+            e.id, now, state=EnrollmentState.ACTIVE, hold_reason=None, next_due_at=due
+        )
+        uow.commit()
+        return due

@@ -12,6 +12,7 @@ import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, time, timedelta
+from email.utils import parseaddr
 
 from sequencer.core.drafts import DraftConfig
 from sequencer.core.inbound import (
@@ -30,6 +31,7 @@ from sequencer.core.ports import (
     ImapAccount,
     InboundRecord,
     MailboxReader,
+    NewEnrollment,
     Store,
     UnitOfWork,
 )
@@ -359,6 +361,8 @@ def _human_reply(
                 paused_until=None,
                 hold_reason=f"referrer {referrer_id} flagged: a prospect did not know them",
             )
+    if verdict.intent is Intent.REDIRECT and verdict.redirect_to:
+        _capture_lead(repo, e, verdict.redirect_to, now)
     if verdict.intent in ENGAGED:
         campaign = repo.campaign_by_id(e.campaign_id)
         rep_email = str(campaign.spec["rep"]["email"]) if campaign else ""
@@ -385,6 +389,50 @@ def _human_reply(
                 from sequencer.services.routing import on_handoff
 
                 on_handoff(repo, spec_from_json(campaign.spec), handoff, e, cfg.draft_cfg, now)
+
+
+def _capture_lead(repo: Store, e: EnrollmentRecord, redirect_to: str, now: datetime) -> None:
+    """ "Talk to my colleague X": X becomes a new lead on the same referrer, held for the rep."""
+    name, address = parseaddr(redirect_to)
+    key = address.strip().casefold()
+    if "@" not in key or key == e.prospect_key or repo.live_enrollments_for(key):
+        return
+    if key in repo.enrollment_states(e.campaign_id):
+        return
+    who = " ".join(
+        p for p in (e.prospect.get("first_name", ""), e.prospect.get("last_name", "")) if p
+    )
+    first, _, last = name.strip().partition(" ")
+    repo.add_enrollments(
+        e.campaign_id,
+        [
+            NewEnrollment(
+                prospect_key=key,
+                prospect_email=address.strip(),
+                prospect={
+                    "email": address.strip(),
+                    "first_name": first,
+                    "last_name": last,
+                    "title": "",
+                    "company": e.prospect.get("company", ""),
+                    "timezone": e.prospect.get("timezone", ""),
+                    "redirected_by": e.prospect_email,
+                },
+                referrer=e.referrer,
+                referral={**e.referral, "context": f"{who or e.prospect_email} pointed us to you"},
+                other_referrals=[],
+                temperature="cold",
+                sequence="cold",
+                may_name_referrer=e.may_name_referrer,
+                reason=f"redirected by {e.prospect_email}",
+                state=EnrollmentState.HELD,
+                hold_reason=f"new lead: {e.prospect_email} asked us to talk to them instead; "
+                "review, then `refseq release`",
+                next_due_at=None,
+            )
+        ],
+        now,
+    )
 
 
 def _naming(repo: Store, campaign_id: int, referrer_id: str) -> list[EnrollmentRecord]:

@@ -293,3 +293,30 @@ def test_a_message_that_cannot_be_classified_is_kept_and_holds_the_next_step(wor
     assert held["from"] == "elena.park@northbank.example"
     replay(deps, MON + timedelta(hours=3), datetime(2026, 11, 28, tzinfo=UTC), timedelta(hours=6))
     assert len(sent_to(sink, "elena")) == 1  # her follow-up waits for a human
+
+
+def test_a_redirect_hands_off_and_captures_the_colleague_as_a_held_lead(world, uow_factory):
+    deps, sink, dovecot, cli = world["deps"], world["sink"], world["dovecot"], world["cli"]
+    run_pass(deps, MON)
+    (intro,) = sent_to(sink, "elena")
+    body = (
+        "Thanks for reaching out. Please talk to my colleague Jane Doe (jane.doe@northbank.example), "
+        "she handles this.\n\nElena\n"
+    )
+    dovecot.append(
+        world["user"],
+        "INBOX",
+        reply(intro, body, MON + timedelta(hours=2), "elena.park@northbank.example"),
+        date=MON + timedelta(hours=2),
+    )
+    run_pass(deps, MON + timedelta(hours=3))
+    (handoff,) = cli.json("handoffs")
+    assert (
+        handoff["intent"] == "redirect" and "jane.doe@northbank.example" in handoff["redirect_to"]
+    )
+    (lead,) = cli.json("held")
+    assert lead["prospect"] == "jane.doe@northbank.example" and lead["referrer"] == "James Hervin"
+    assert "asked us to talk to them instead" in lead["reason"]
+    out = cli("release", str(lead["id"]), "--now", (MON + timedelta(hours=4)).isoformat()).stdout
+    assert "active; first step due 2026-11-23 18:00 UTC" in out
+    assert cli.json("held") == []

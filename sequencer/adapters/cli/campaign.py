@@ -311,3 +311,42 @@ def register(app: typer.Typer) -> None:
     app.command("launch")(launch)
     app.command("campaigns")(campaigns)
     app.add_typer(campaign_app, name="campaign")
+    register_held(app)
+
+
+@handle_errors
+def held(campaign: str | None = typer.Option(None, "--campaign"), as_json: bool = JSON) -> None:
+    """Enrollments held for a person's decision (no consent, a redirected lead, …)."""
+    rows = svc.held_enrollments(uow(), campaign)
+    data = [
+        {
+            "id": e.id,
+            "campaign": name,
+            "prospect": e.prospect_email,
+            "referrer": e.referrer.get("name"),
+            "reason": e.hold_reason,
+        }
+        for name, e in rows
+    ]
+    if as_json:
+        output.emit_json(data)
+        return
+    output.table(
+        f"Held ({len(data)})",
+        ("id", "campaign", "prospect", "referrer", "why"),
+        ((d["id"], d["campaign"], d["prospect"], d["referrer"], d["reason"]) for d in data),
+    )
+
+
+@handle_errors
+def release(
+    enrollment_id: int, now: str | None = typer.Option(None, "--now", help=NOW_HELP)
+) -> None:
+    """Release a held enrollment: its first step is drafted at the next send-window slot."""
+    due = svc.release(uow(), enrollment_id, parse_now(now))
+    output.out.print(f"enrollment {enrollment_id}: active; first step due {due:%Y-%m-%d %H:%M} UTC")
+
+
+def register_held(app: typer.Typer) -> None:
+    app.command("held")(held)
+    app.command("release")(release)
