@@ -61,9 +61,15 @@ def step_of(spec: CampaignSpec, enrollment: EnrollmentData, step_index: int) -> 
     return steps[step_index] if step_index < len(steps) else None
 
 
-def step_context(
-    spec: CampaignSpec, enrollment: EnrollmentData, step_index: int, cfg: DraftConfig
+def enrollment_context(
+    spec: CampaignSpec,
+    enrollment: EnrollmentData,
+    step_number: int,
+    unsubscribe_link: str,
+    internal: bool = False,
+    extra: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
+    """The template context of one enrollment (see ``core.context.build_context``)."""
     return build_context(
         prospect=enrollment.prospect,
         referrer=enrollment.referrer,
@@ -73,9 +79,18 @@ def step_context(
         other_referrers=enrollment.other_referrals,
         rep={"name": spec.rep.name, "email": spec.rep.email},
         campaign={"name": spec.name, "postal_address": spec.postal_address},
-        step_number=step_index + 1,
-        unsubscribe_url=unsubscribe_url(cfg, enrollment.prospect_email, spec.name),
+        step_number=step_number,
+        unsubscribe_url=unsubscribe_link,
+        internal=internal,
+        extra=extra,
     )
+
+
+def step_context(
+    spec: CampaignSpec, enrollment: EnrollmentData, step_index: int, cfg: DraftConfig
+) -> dict[str, Any]:
+    link = unsubscribe_url(cfg, enrollment.prospect_email, spec.name)
+    return enrollment_context(spec, enrollment, step_index + 1, link)
 
 
 def render_for(
@@ -149,19 +164,8 @@ def build_draft_for_template(
 ) -> NewDraft:
     """A one-off draft outside the sequence (the thank-you to the referrer): rendered with the
     internal context (the referrer is named: they are the reader), always awaiting approval."""
-    context = build_context(
-        prospect=enrollment.prospect,
-        referrer=enrollment.referrer,
-        referral=enrollment.referral,
-        temperature=enrollment.temperature,
-        may_name_referrer=enrollment.may_name_referrer,
-        other_referrers=enrollment.other_referrals,
-        rep={"name": spec.rep.name, "email": spec.rep.email},
-        campaign={"name": spec.name, "postal_address": spec.postal_address},
-        step_number=step_index + 1,
-        unsubscribe_url=unsubscribe_url(cfg, to_email, spec.name),
-        internal=True,
-    )
+    link = unsubscribe_url(cfg, to_email, spec.name)
+    context = enrollment_context(spec, enrollment, step_index + 1, link, internal=True)
     rendered = render_step(
         template, context, template_dirs(cfg.shipped_templates, spec.templates_dir)
     )

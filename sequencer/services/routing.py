@@ -18,8 +18,7 @@ from email.policy import SMTP
 from email.utils import format_datetime
 from typing import Any
 
-from sequencer.core.context import build_context
-from sequencer.core.drafts import DraftConfig, build_draft_for_template
+from sequencer.core.drafts import DraftConfig, build_draft_for_template, enrollment_context
 from sequencer.core.model import CampaignSpec
 from sequencer.core.ports import (
     DraftEvent,
@@ -111,17 +110,11 @@ def _notice(
     reply_subject: str,
     now: datetime,
 ) -> EmailMessage:
-    context = build_context(
-        prospect=e.prospect,
-        referrer=e.referrer,
-        referral=e.referral,
-        temperature=e.temperature,
-        may_name_referrer=e.may_name_referrer,
-        other_referrers=e.other_referrals,
-        rep={"name": spec.rep.name, "email": spec.rep.email},
-        campaign={"name": spec.name, "postal_address": spec.postal_address},
-        step_number=max(1, e.steps_done),
-        unsubscribe_url="",
+    context = enrollment_context(
+        spec,
+        e,
+        max(1, e.steps_done),
+        "",
         internal=True,
         extra={"reply_excerpt": handoff.reply_text or "(no text)", "reply_subject": reply_subject},
     )
