@@ -184,3 +184,27 @@ def test_another_reps_draft_is_invisible_through_the_service(cli, launched, uow_
     )
     assert [r.ok for r in results] == [False]
     assert approval.show(uow_factory, did)[0].draft.state is DraftState.PENDING_APPROVAL
+
+
+def test_edit_opens_the_editor_and_records_who_changed_what(cli, launched, tmp_path):
+    cli("tick", "--now", NOW)
+    draft = pending(cli)["john.reyes@ledgerline.example"]
+    editor = tmp_path / "editor.py"
+    editor.write_text(
+        "import sys, pathlib\n"
+        "p = pathlib.Path(sys.argv[1])\n"
+        "t = p.read_text().replace('20-minute call', '15-minute call')\n"
+        "p.write_text(t.replace('Subject: ', 'Subject: Quick intro: ', 1))\n"
+    )
+    import sys
+
+    cli.env["EDITOR"] = f"{sys.executable} {editor}"
+    out = cli("edit", str(draft["id"])).stdout
+    assert f"revision {draft['revision'] + 1}" in out
+    shown = cli.json("show", str(draft["id"]))
+    assert shown["subject"] == "Quick intro: " + draft["subject"]
+    assert "15-minute call" in shown["text"] and "20-minute call" not in shown["text"]
+    (edit,) = [e for e in shown["events"] if e["action"] == "edit"]
+    assert edit["actor"] == "dana@acme.example"
+    assert edit["before"]["subject"] == draft["subject"]
+    assert edit["after"]["subject"] == "Quick intro: " + draft["subject"]

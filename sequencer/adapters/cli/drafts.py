@@ -107,7 +107,13 @@ def show(draft_id: int, as_json: bool = JSON) -> None:
                     "others": e.other_referrals,
                 },
                 "events": [
-                    {"actor": ev.actor, "action": ev.action, "at": ev.at.isoformat()}
+                    {
+                        "actor": ev.actor,
+                        "action": ev.action,
+                        "at": ev.at.isoformat(),
+                        "before": ev.before,
+                        "after": ev.after,
+                    }
                     for ev in events
                 ],
             }
