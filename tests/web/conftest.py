@@ -28,6 +28,8 @@ PASSWORDS = {DANA: "dana-password-1", EVE: "eve-password-22", ADMIN: "admin-pass
 HASHER: Argon2Hasher = fast_hasher()
 # A prospect whose name is markup: every page must show it as text.
 EVIL_NAME = '<script>alert("x")</script>Ev'
+# A referrer (in Eve's copy) whose name is markup and, to matplotlib, broken mathtext.
+EVIL_REFERRER = r"<img src=x onerror=alert(1)>Lena $\frac$ Fox"
 
 
 class Clock:
@@ -62,6 +64,8 @@ def copy_campaign(
             text = re.sub(r"([a-z.]+)@", rf"\1+{tag}@", text)
         if csv == "prospects.csv" and tag == "eve":
             text = text.replace("Elena,Park", f'"{EVIL_NAME}",Park')
+        if csv == "referrers.csv" and tag == "eve":
+            text = text.replace(",Lena Fox,", f",{EVIL_REFERRER},")
         (folder / csv).write_text(text, encoding="utf-8")
     yaml = source.read_text(encoding="utf-8")
     yaml = yaml.replace("campaign: q4-fintech-intros", f"campaign: {name}")

@@ -240,3 +240,17 @@ def test_a_second_rep_cannot_reach_the_first_reps_draft(page, served):
     assert response.status == 404
     assert page.locator("h1").inner_text() == "Not found"
     assert served.world.draft(danas[0]).to_email not in page.content()
+
+
+def test_it_opens_the_report(page, served):
+    sign_in(page, served, DANA)
+    page.get_by_role("link", name="Report").click()
+    page.wait_for_url(served.url + "/report")
+    leaders = page.locator("table.leaderboard")
+    assert leaders.is_visible()
+    assert "James Hervin" in leaders.inner_text()
+    chart = page.locator("img.chart")  # the PNG loaded under the page's CSP
+    chart.wait_for()
+    page.wait_for_function(
+        "img => img.complete && img.naturalWidth === 1200", arg=chart.element_handle()
+    )

@@ -7,21 +7,36 @@ stale and double approvals, edit validation, and the unsubscribe endpoints.
 from __future__ import annotations
 
 import html
+import json
 import re
+import struct
 import sys
 import types
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import pytest
 from fastapi.testclient import TestClient
 
+from sequencer.adapters.chart import STAGES
 from sequencer.adapters.db.reps import reps_factory
 from sequencer.adapters.web.app import create_app
-from sequencer.core.states import DraftState
+from sequencer.core.states import DraftState, EnrollmentState
 from sequencer.core.tokens import make_unsubscribe_token
 from sequencer.services import accounts, approval, campaigns
-from tests.web.conftest import ADMIN, DANA, EVE, EVIL_NAME, HASHER, PASSWORDS, Clock, build_world
+from tests.cli_helpers import NOW
+from tests.web.conftest import (
+    ADMIN,
+    DANA,
+    EVE,
+    EVIL_NAME,
+    EVIL_REFERRER,
+    HASHER,
+    PASSWORDS,
+    TUESDAY,
+    Clock,
+    build_world,
+)
 
 CSRF = re.compile(r'name="csrf" value="([^"]*)"')
 
@@ -268,6 +283,8 @@ def test_gets_change_nothing(app, world, monkeypatch):
         "/",
         "/?campaign=q4-fintech-intros&temperature=warm",
         "/handoffs",
+        "/report?campaign=q4-fintech-intros&by=step",
+        "/report/chart.png",
         f"/u/{token}",
         *(f"/drafts/{i}" for i in ids),
     ]:
@@ -563,3 +580,138 @@ def test_a_tampered_unsubscribe_token_gets_a_friendly_400(app, world):
             assert r.status_code == 400, token
             assert "This unsubscribe link does not work" in r.text
     assert campaigns.list_suppressions(world.uow_factory) == []
+
+
+# -- the report -------------------------------------------------------------------------------
+
+PNG = b"\x89PNG\r\n\x1a\n"
+ROW = re.compile(r"<tr[^>]*>(.*?)</tr>", re.S)
+CELL = re.compile(r"<t[hd][^>]*>(.*?)</t[hd]>", re.S)
+
+
+def send_some(world, count: int, at: datetime) -> list[int]:
+    """Approve Dana's first ``count`` drafts and record them sent, as the sender does; the
+    first prospect then replies, interested."""
+    ids = sorted(world.pending(DANA))[:count]
+    assert all(r.ok for r in approval.approve(world.uow_factory, ids, DANA, at))
+    with world.uow_factory() as uow:
+        for did in ids:
+            draft = uow.repo.get_draft(did).draft
+            uow.repo.update_draft(did, draft.revision, at, state=DraftState.SENT, sent_at=at)
+        replied = uow.repo.get_draft(ids[0]).enrollment.id
+        reply_at = at + timedelta(hours=5)
+        inbound = uow.repo.add_inbound(
+            "<reply-1@mail.example>", "dana@127.0.0.1:1143/INBOX", None,
+            b"Subject: re\r\n\r\nyes\r\n", reply_at, reply_at,
+        )  # fmt: skip
+        uow.repo.update_inbound(
+            inbound, status="handled", klass="human_reply", intent="interested",
+            enrollment_id=replied, handled_at=reply_at,
+        )  # fmt: skip
+        uow.repo.update_enrollment(replied, reply_at, state=EnrollmentState.REPLIED)
+        uow.commit()
+    return ids
+
+
+def cli_report(world, *args: str) -> dict:
+    return json.loads(world.cli("report", *args, "--format", "json").stdout)
+
+
+def table_rows(page: str, table: str) -> list[list[str]]:
+    """The body rows of ``<table class="report {table}">`` as the cells' text."""
+    found = re.search(rf'<table class="report {table}">(.*?)</table>', page, re.S)
+    assert found, table
+    body = found.group(1).split("<tbody>", 1)[1]
+    return [
+        [html.unescape(re.sub(r"<[^>]+>", "", c)).strip() for c in CELL.findall(row)]
+        for row in ROW.findall(body)
+    ]
+
+
+def pct(value: float) -> str:
+    return f"{value * 100:.1f}%"
+
+
+def expected_funnel(total: dict) -> list[list[str]]:
+    rows = []
+    for label, count, rate in STAGES:
+        cells = [
+            str(total[t][count]) + ("" if rate is None else f" ({pct(total[t][rate])})")
+            for t in ("warm", "cold", "all")
+        ]
+        rows.append([label, *cells])
+    return rows
+
+
+def expected_leaders(referrers: list[dict]) -> list[list[str]]:
+    return [
+        [str(i), r["referrer_name"], r["referrer_id"]]
+        + [str(r[k]) for k in ("enrolled", "intros", "replies", "interested", "handoffs")]
+        + [pct(r["conversion_rate"])]
+        for i, r in enumerate(referrers, 1)
+    ]
+
+
+@pytest.fixture
+def drafted_twice(db_url, uow_factory, tmp_path):
+    """Drafts on Monday and Tuesday: by then the cold prospects' first steps are drafted too."""
+    return build_world(db_url, uow_factory, tmp_path, days=(NOW, TUESDAY))
+
+
+def test_the_report_page_shows_the_clis_figures(drafted_twice, clock):
+    world = drafted_twice
+    app = create_app(world.settings, world.uow_factory, hasher=HASHER, clock=clock)
+    sent = send_some(world, 5, clock())
+    dana, _ = sign_in(app, DANA)
+    page = dana.get("/report?campaign=q4-fintech-intros&by=step")
+    assert page.status_code == 200 and page.headers["cache-control"] == "no-store"
+    assert 'aria-current="page">Report</a>' in page.text
+    want = cli_report(world, "q4-fintech-intros", "--by", "step")
+    funnel = table_rows(page.text, "funnel")
+    assert funnel[:-1] == expected_funnel(want["total"])
+    assert want["total"]["all"]["sent"] == len(sent) == 5 and want["total"]["all"]["replied"] == 1
+    assert want["total"]["cold"]["sent"] > 0
+    assert [r[:9] for r in table_rows(page.text, "groups")] == [
+        [r["label"], *(str(r["all"][c]) for _, c, _ in STAGES)] for r in want["rows"]
+    ]
+    leaders = table_rows(page.text, "leaderboard")
+    assert leaders == expected_leaders(want["referrers"]) and leaders
+    assert 'src="/report/chart.png?campaign=q4-fintech-intros&amp;by=step"' in page.text
+
+    # No campaign chosen: Dana's campaigns combined (only hers), and no table grouped by step.
+    mine = dana.get("/report").text
+    assert table_rows(mine, "funnel")[:-1] == expected_funnel(want["total"])
+    assert "eve-insurance" not in mine and 'class="report groups"' not in mine
+    admin, _ = sign_in(app, ADMIN)
+    every = admin.get("/report?by=referrer").text
+    want_all = cli_report(world, "--by", "referrer")
+    assert table_rows(every, "funnel")[:-1] == expected_funnel(want_all["total"])
+    assert table_rows(every, "leaderboard") == expected_leaders(want_all["referrers"])
+    assert '<option value="eve-insurance"' in every
+
+
+def test_a_rep_cannot_see_another_reps_report(app, world):
+    eve, _ = sign_in(app, EVE)
+    for path in (
+        "/report?campaign=q4-fintech-intros",
+        "/report/chart.png?campaign=q4-fintech-intros",
+        "/report?campaign=no-such-campaign",
+    ):
+        r = eve.get(path)
+        assert r.status_code == 404 and "belongs to another rep" in r.text, path
+    page = eve.get("/report")
+    assert page.status_code == 200 and "q4-fintech-intros" not in page.text
+    assert "<img src=x" not in page.text  # the referrer's name is text
+    assert html.escape(EVIL_REFERRER, quote=False) in page.text
+    assert eve.get("/report?by=mood").status_code == 400
+    assert client(app).get("/report").headers["location"] == "/login?next=%2Freport"
+
+
+def test_the_report_chart_is_a_png(app, world, clock):
+    send_some(world, 2, clock())
+    c, _ = sign_in(app, EVE)  # a referrer name with "$" and markup is drawn as plain text
+    r = c.get("/report/chart.png?campaign=eve-insurance&by=temperature")
+    assert r.status_code == 200
+    assert r.headers["content-type"] == "image/png" and r.headers["cache-control"] == "no-store"
+    assert r.content[:8] == PNG and len(r.content) > 10_000
+    assert struct.unpack(">II", r.content[16:24]) == (1200, 550)  # the IHDR chunk

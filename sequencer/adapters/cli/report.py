@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -10,6 +9,7 @@ from typing import Any
 import typer
 from rich.table import Table
 
+from sequencer.adapters.chart import STAGES, write_chart
 from sequencer.adapters.cli import output
 from sequencer.adapters.cli.common import handle_errors, uow
 from sequencer.core.report import (
@@ -23,17 +23,6 @@ from sequencer.core.report import (
 
 FORMATS = ("table", "json", "csv")
 SECTIONS = ("funnel", "referrers", "edges")
-# (label, count attribute, rate attribute or None)
-STAGES: tuple[tuple[str, str, str | None], ...] = (
-    ("enrolled", "enrolled", None),
-    ("sent", "sent", "send_rate"),
-    ("bounced", "bounced", "bounce_rate"),
-    ("auto-replied", "auto_replied", "auto_reply_rate"),
-    ("replied", "replied", "reply_rate"),
-    ("interested", "interested", "interested_rate"),
-    ("unsubscribed", "unsubscribed", "unsubscribe_rate"),
-    ("handed off", "handed_off", "handoff_rate"),
-)
 
 
 def pct(value: float) -> str:
@@ -232,69 +221,6 @@ _EDGE_COLUMNS = (
     "handed_off",
     "outcome",
 )
-
-
-def write_chart(report: Report, path: Path, top: int = 10) -> None:
-    """A PNG: the funnel warm versus cold (grouped bars) and the top referrers (horizontal bars).
-
-    matplotlib is imported here, not at the top: only ``--chart`` pays for it. The figure is
-    drawn on an Agg canvas directly (no pyplot, no global state, no display needed).
-    """
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-    from matplotlib.ticker import MaxNLocator
-
-    fig = Figure(figsize=(12, 5.5), dpi=100, layout="constrained")
-    FigureCanvasAgg(fig)
-    funnel_ax, referrers_ax = fig.subplots(1, 2, width_ratios=(3, 2))
-
-    labels = [label for label, _, _ in STAGES]
-    width = 0.4
-    x = list(range(len(STAGES)))
-    total = report.total
-    for offset, name, f, colour in (
-        (-width / 2, "warm", total.warm, "#d9822b"),
-        (width / 2, "cold", total.cold, "#3b6ea8"),
-    ):
-        values = [getattr(f, count) for _, count, _ in STAGES]
-        bars = funnel_ax.bar([i + offset for i in x], values, width, label=name, color=colour)
-        funnel_ax.bar_label(bars, fontsize=8, padding=2)
-    funnel_ax.set_xticks(x, labels, rotation=30, ha="right")
-    funnel_ax.set_ylabel("enrollments")
-    funnel_ax.set_title(f"Funnel by temperature: {report.campaign or 'all campaigns'}")
-    funnel_ax.legend()
-    funnel_ax.margins(y=0.12)
-    funnel_ax.yaxis.set_major_locator(MaxNLocator(integer=True))
-
-    leaders = list(report.referrers[:top])[::-1]  # the best at the top
-    names = [r.referrer_name or r.referrer_id for r in leaders]
-    y = list(range(len(leaders)))
-    height = 0.27
-    for offset, name, attr, colour in (
-        (height, "intros", "intros", "#b8c4d6"),
-        (0.0, "replies", "replies", "#6a9fd4"),
-        (-height, "handoffs", "handoffs", "#2e7d32"),
-    ):
-        referrers_ax.barh(
-            [i + offset for i in y],
-            [getattr(r, attr) for r in leaders],
-            height,
-            label=name,
-            color=colour,
-        )
-    referrers_ax.set_yticks(y, names)
-    referrers_ax.set_xlabel("count")
-    referrers_ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    referrers_ax.set_title(f"Top {len(leaders)} referrers (by handoffs, then replies)")
-    if leaders:
-        referrers_ax.legend(loc="lower right")
-    else:
-        referrers_ax.text(0.5, 0.5, "no referrers yet", ha="center", va="center")
-
-    with warnings.catch_warnings():
-        # A name in a script the default font lacks draws as boxes: not worth stopping for.
-        warnings.filterwarnings("ignore", message=r"Glyph \d+ .*missing from")
-        fig.savefig(path, format="png")
 
 
 @handle_errors

@@ -11,6 +11,8 @@ Routes (HTML; every POST answers 303 → GET, and carries the CSRF token except 
 ``GET  /drafts/<id>``                 the email as sent, the referral context, edit/approve/reject
 ``POST /drafts/<id>/approve|reject|edit``
 ``GET  /handoffs``                    engaged prospects (``POST /handoffs/<id>/handled``)
+``GET  /report``                      funnel, warm vs cold, leaderboard (``?campaign=&by=``)
+``GET  /report/chart.png``            the report's chart (same parameters), drawn with Agg
 ``GET|POST /u/<token>``               unsubscribe: confirmation page / RFC 8058 one-click
 ``GET  /healthz``, ``/static/…``
 ====================================  =========================================================
@@ -34,7 +36,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from sequencer.adapters.db.reps import reps_factory
-from sequencer.adapters.web import handoffs, login, unsubscribe, views
+from sequencer.adapters.web import handoffs, login, report, unsubscribe, views
 from sequencer.adapters.web.auth import (
     CookiePolicy,
     CsrfFailed,
@@ -183,7 +185,7 @@ def create_app(
         templates=_templates(TEMPLATES_DIR),
         limiter=limiter or LoginLimiter(),
     )
-    for module in (login, views, handoffs, unsubscribe):
+    for module in (login, views, handoffs, report, unsubscribe):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=TEMPLATES_DIR / "static"), name="static")
 
