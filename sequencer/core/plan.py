@@ -24,6 +24,7 @@ class ExclusionReason(StrEnum):
     NO_REFERRAL = "no_referral"
     NO_CONSENT = "no_consent"
     ALREADY_ENROLLED = "already_enrolled"
+    ALREADY_REPLIED = "already_replied"
 
 
 @dataclass(frozen=True)
@@ -91,6 +92,7 @@ def build_plan(
     live_elsewhere: dict[str, str],
     already: dict[str, EnrollmentState],
     prospects_label: str = "prospects.csv",
+    replied: dict[str, str] | None = None,
 ) -> Plan:
     """Plan enrollments for every good prospect row.
 
@@ -118,6 +120,12 @@ def build_plan(
 
         if is_suppressed(key, suppressed):
             exclude(ExclusionReason.SUPPRESSED, "address or domain is on the suppression list")
+            continue
+        if replied and key in replied:
+            exclude(
+                ExclusionReason.ALREADY_REPLIED,
+                f"already replied to campaign {replied[key]!r}: the rep follows up, not a sequence",
+            )
             continue
         if key in live_elsewhere:
             exclude(

@@ -121,6 +121,9 @@ class Repository(Protocol):
         """prospect_key → campaign name, for live enrollments in *other* active/paused campaigns."""
         ...
 
+    def replied_anywhere(self) -> dict[str, str]:
+        """prospect_key → campaign name, for everyone who ever replied (never re-enrolled)."""
+        ...
     def add_enrollments(
         self,
         campaign_id: int,

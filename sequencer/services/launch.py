@@ -35,6 +35,7 @@ def _plan(check: CampaignCheck, repo: Repository, campaign_id: int | None, now: 
         now=now,
         suppressed=repo.suppressed_values(),
         live_elsewhere=repo.live_elsewhere(campaign_id),
+        replied=repo.replied_anywhere(),
         already=repo.enrollment_states(campaign_id) if campaign_id is not None else {},
         prospects_label=check.spec.data.prospects.name,
     )

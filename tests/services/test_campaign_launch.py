@@ -196,3 +196,20 @@ def test_campaigns_can_be_paused_resumed_and_stopped(cli, uow_factory, tmp_path)
         assert uow.repo.get_campaign("q4-fintech-intros").status is CampaignStatus.STOPPED
     assert "was stopped and cannot be launched again" in cli("launch", str(yaml), code=1).stderr
     assert "no campaign named 'nope'" in cli("campaign", "show", "nope", code=1).stderr
+
+
+def test_someone_who_replied_is_never_enrolled_again(cli, uow_factory, tmp_path):
+    yaml = init_example(cli, tmp_path / "camp")
+    cli("launch", str(yaml), "--now", NOW)
+    elena = enrollments(uow_factory)["elena.park@northbank.example"]
+    with uow_factory() as uow:
+        uow.repo.update_enrollment(elena.id, elena.updated_at, state=EnrollmentState.REPLIED)
+        uow.commit()
+    cli("campaign", "stop", "q4-fintech-intros")  # nothing is live any more
+    other = init_example(cli, tmp_path / "other")
+    other.write_text(other.read_text().replace("campaign: q4-fintech-intros", "campaign: q1-followups"))
+    report = cli.json("launch", str(other), "--now", NOW)
+    assert report["enrolled"] == 5
+    (excluded,) = report["excluded"]
+    assert (excluded["email"], excluded["reason"]) == ("elena.park@northbank.example", "already_replied")
+    assert "already replied to campaign 'q4-fintech-intros'" in excluded["detail"]

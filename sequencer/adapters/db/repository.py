@@ -313,6 +313,16 @@ class SqlRepository(OutboxQueries, InboxQueries):
         # Rows come newest campaign first, so the oldest one wins the dict.
         return dict(self.session.execute(stmt).all())
 
+    def replied_anywhere(self) -> dict[str, str]:
+        """prospect_key → campaign name, for everyone who has replied to any campaign."""
+        stmt = (
+            select(Enrollment.prospect_key, Campaign.name)
+            .join(Campaign, Campaign.id == Enrollment.campaign_id)
+            .where(Enrollment.state == EnrollmentState.REPLIED)
+            .order_by(Campaign.id.desc())
+        )
+        return dict(self.session.execute(stmt).all())
+
     def add_enrollments(
         self,
         campaign_id: int,
