@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -12,9 +12,10 @@ from sequencer.core.compose import compose_message, make_message_id, thread_subj
 from sequencer.core.context import build_context
 from sequencer.core.model import Approval, CampaignSpec, StepSpec
 from sequencer.core.ports import DraftRecord, NewDraft
-from sequencer.core.render import RenderedEmail, render_step, template_dirs
+from sequencer.core.render import RenderedEmail, Renderer, render_step, template_dirs
 from sequencer.core.states import DraftState
 from sequencer.core.tokens import make_unsubscribe_token
+from sequencer.errors import RenderError
 
 # Headers stored with a draft and re-applied verbatim when it is sent.
 THREAD_HEADERS = ("In-Reply-To", "References")
@@ -93,15 +94,43 @@ def step_context(
     return enrollment_context(spec, enrollment, step_index + 1, link)
 
 
+def renderer_for(spec: CampaignSpec, cfg: DraftConfig, *, reload: bool = True) -> Renderer:
+    """The campaign's renderer (its override dir first). ``reload=False``: one batch only."""
+    return Renderer(template_dirs(cfg.shipped_templates, spec.templates_dir), reload=reload)
+
+
 def render_for(
-    spec: CampaignSpec, enrollment: EnrollmentData, step_index: int, cfg: DraftConfig
+    spec: CampaignSpec,
+    enrollment: EnrollmentData,
+    step_index: int,
+    cfg: DraftConfig,
+    renderer: Renderer | None = None,
 ) -> RenderedEmail:
-    """Render one step; raises RenderError with template file:line on any problem."""
+    """Render one step; raises RenderError with template file:line on any problem.
+
+    Without ``renderer``, edited templates are picked up (each call checks the files).
+    """
     step = step_of(spec, enrollment, step_index)
     if step is None:
         raise IndexError(f"sequence {enrollment.sequence!r} has no step {step_index + 1}")
-    dirs = template_dirs(cfg.shipped_templates, spec.templates_dir)
-    return render_step(step.template, step_context(spec, enrollment, step_index, cfg), dirs)
+    if renderer is None:
+        renderer = renderer_for(spec, cfg)
+    return renderer.render(step.template, step_context(spec, enrollment, step_index, cfg))
+
+
+def render_sequence(
+    spec: CampaignSpec, enrollment: EnrollmentData, cfg: DraftConfig, renderer: Renderer
+) -> Iterator[RenderedEmail | RenderError]:
+    """Every step of the enrollment's sequence, each exactly as :func:`render_for` renders it
+    (a step that fails gives its RenderError); the unsubscribe link is made once."""
+    link = unsubscribe_url(cfg, enrollment.prospect_email, spec.name)
+    for index, step in enumerate(spec.sequences.get(enrollment.sequence, ())):
+        try:
+            yield renderer.render(
+                step.template, enrollment_context(spec, enrollment, index + 1, link)
+            )
+        except RenderError as exc:
+            yield exc
 
 
 def _thread(

@@ -37,6 +37,7 @@ from jinja2 import (
     BaseLoader,
     Environment,
     StrictUndefined,
+    Template,
     TemplateNotFound,
     TemplateSyntaxError,
     UndefinedError,
@@ -57,6 +58,7 @@ __all__ = [
     "HINT_KEY",
     "SHIPPED_TEMPLATES",
     "RenderedEmail",
+    "Renderer",
     "available_templates",
     "capfirst",
     "check_template_name",
@@ -225,9 +227,18 @@ def _check_size(value: object) -> None:
         raise _TooLong
 
 
-def _check_text_size(value: object) -> None:
-    """Stops text built up in a namespace (``ns.s = ns.s ~ ns.s``) before it gets huge."""
-    if isinstance(value, str) and len(value) > _max_chars():
+def _accessed(value: object) -> None:
+    """After each attribute/item access: the deadline, then the size of text read (this stops
+    text built up in a namespace, ``ns.s = ns.s ~ ns.s``, before it gets huge). It runs for
+    every ``{{ a.b }}``, so it looks the limits up once."""
+    limits = _LIMITS.get()
+    if limits is None:
+        max_chars = 100_000
+    else:
+        if limits.now() > limits.deadline:
+            raise _Timeout
+        max_chars = limits.max_chars
+    if isinstance(value, str) and len(value) > max_chars:
         raise _TooLong
 
 
@@ -353,17 +364,27 @@ class _Record(dict[Any, Any]):
         self._rs_hint = hint
 
 
+#: Values ``_wrap`` returns as they are, without any further check (by exact type).
+_PLAIN = frozenset({str, int, float, bool, type(None)})
+
+
 def _wrap(value: Any, label: str) -> Any:
-    if isinstance(value, _Record):
+    if type(value) in _PLAIN or isinstance(value, _Record):
         return value
     if isinstance(value, Mapping):
         hint = value.get(HINT_KEY) or ""
-        items = {k: _wrap(v, f"{label}.{k}") for k, v in value.items() if k != HINT_KEY}
+        items = {
+            k: v if type(v) in _PLAIN else _wrap(v, f"{label}.{k}")
+            for k, v in value.items()
+            if k != HINT_KEY
+        }
         return _Record(label, str(hint), items)
     if isinstance(value, list):
-        return [_wrap(v, f"{label}[{i}]") for i, v in enumerate(value)]
+        return [v if type(v) in _PLAIN else _wrap(v, f"{label}[{i}]") for i, v in enumerate(value)]
     if type(value) is tuple:
-        return tuple(_wrap(v, f"{label}[{i}]") for i, v in enumerate(value))
+        return tuple(
+            v if type(v) in _PLAIN else _wrap(v, f"{label}[{i}]") for i, v in enumerate(value)
+        )
     return value
 
 
@@ -509,14 +530,12 @@ class _SandboxEnv(ImmutableSandboxedEnvironment):
             value = obj[attribute]
         else:
             value = super().getattr(obj, attribute)
-        _tick()
-        _check_text_size(value)
+        _accessed(value)
         return value
 
     def getitem(self, obj: Any, argument: Any) -> Any:
         value = super().getitem(obj, argument)
-        _tick()
-        _check_text_size(value)
+        _accessed(value)
         return value
 
     def call(
@@ -669,33 +688,35 @@ def _render_error(exc: Exception, file: str, dirs: Sequence[Path], limits: _Limi
     return RenderError(where, line, message)
 
 
-def _render_file(
-    env: _SandboxEnv,
-    file: str,
-    context: Mapping[str, Any],
-    dirs: Sequence[Path],
-    limits: _Limits,
-) -> str:
+def _generate(template: Template, parent: dict[str, Any]) -> Generator[str, None, None]:
+    """``template.generate(context)`` when ``parent`` is ``dict(template.globals, **context)``.
+
+    Jinja's ``generate`` builds that dict again for each file (most of the cost of rendering a
+    short file); this lets the files of one step share it. Jinja never modifies a context's
+    parent dict (it shares it itself, with ``{% include %}``).
+    """
+    context = template.new_context(parent, shared=True)
     try:
-        template = env.get_template(file)
-        stream = cast(Generator[str, None, None], template.generate(context))
-        parts: list[str] = []
-        size = 0
-        for chunk in stream:
-            size += len(chunk)
-            problem: Exception | None = None
-            if size > limits.max_chars:
-                problem = _TooLong()
-            elif limits.now() > limits.deadline:
-                problem = _Timeout()
-            if problem is not None:
-                # Raise it inside the template so the traceback points at the line.
-                stream.throw(problem)
-                raise problem
-            parts.append(chunk)
-        return "".join(parts)
-    except Exception as exc:
-        raise _render_error(exc, file, dirs, limits) from exc
+        yield from template.root_render_func(context)
+    except Exception:
+        # As in Template.generate: re-raised with a traceback that points at template lines.
+        yield template.environment.handle_exception()
+
+
+def _render_file(stream: Generator[str, None, None], limits: _Limits) -> str:
+    """Collect one file's output; raises the original exception (see ``_render_error``)."""
+    parts: list[str] = []
+    size = 0
+    now, deadline, max_chars = limits.now, limits.deadline, limits.max_chars
+    for chunk in stream:
+        size += len(chunk)
+        if size > max_chars or now() > deadline:
+            problem = _TooLong() if size > max_chars else _Timeout()
+            # Raise it inside the template so the traceback points at the line.
+            stream.throw(problem)
+            raise problem
+        parts.append(chunk)
+    return "".join(parts)
 
 
 _BLANK_RUNS = re.compile(r"\n{3,}")
@@ -706,6 +727,139 @@ def _tidy_text(text: str) -> str:
     text = "\n".join(line.rstrip() for line in text.split("\n")).strip("\n")
     text = _BLANK_RUNS.sub("\n\n", text)
     return f"{text}\n" if text else ""
+
+
+class Renderer:
+    """Renders steps from one list of template dirs (the campaign's override dir first).
+
+    ``reload=True`` (what :func:`render_step` uses, so a long-running worker notices edited
+    templates): every render looks the template folder up again and asks Jinja whether each
+    file changed on disk.
+
+    ``reload=False`` is for one batch, such as the pre-launch check that renders every step
+    for every prospect: each template's folder, its files and their compiled form are looked up
+    on first use and then reused, with no further ``stat()``; a file that fails to load (a
+    syntax error, say) fails the same way for every render without being parsed again. Edits
+    made while the batch runs are not seen: make a new ``Renderer`` for each batch.
+
+    Either way the output and every :class:`RenderError` are exactly those of
+    :func:`render_step`.
+    """
+
+    def __init__(self, dirs: Iterable[Path], *, reload: bool = True) -> None:
+        self.dirs = tuple(Path(d) for d in dirs)
+        self.reload = reload
+        self._env = _environment(self.dirs)
+        # batch mode only: template name -> (folder, has body.html); file -> compiled (and
+        # whether its globals are the environment's) or the error loading it gave
+        self._folders: dict[str, tuple[Path, bool]] = {}
+        self._files: dict[str, tuple[Template, bool] | RenderError] = {}
+        self._globals = dict(self._env.globals)
+
+    def _folder(self, name: str) -> tuple[Path, bool]:
+        found = self._folders.get(name)
+        if found is not None:
+            return found
+        check_template_name(name)
+        folder = _find_folder(self.dirs, name)
+        if folder is None:
+            looked = ", ".join(str(d) for d in self.dirs) or "no template dirs"
+            raise RenderError(name, None, f"no template named {name!r} (looked in: {looked})")
+        for required in (SUBJECT_FILE, TEXT_FILE):
+            if not (folder / required).is_file():
+                raise RenderError(
+                    f"{name}/{required}", None, f"missing file (the template folder is {folder})"
+                )
+        found = (folder, (folder / HTML_FILE).is_file())
+        if not self.reload:
+            self._folders[name] = found
+        return found
+
+    def _template(self, file: str, limits: _Limits) -> tuple[Template, bool]:
+        """The compiled file, and whether its globals are ``self._globals`` (then the files of a
+        step can share one parent dict)."""
+        if self.reload:
+            try:
+                return self._env.get_template(file), False
+            except Exception as exc:
+                raise _render_error(exc, file, self.dirs, limits) from exc
+        loaded = self._files.get(file)
+        if loaded is None:
+            try:
+                template = self._env.get_template(file)
+                loaded = (template, dict(template.globals) == self._globals)
+            except Exception as exc:
+                # Loading does not run the template, so the error depends on the file alone.
+                loaded = _render_error(exc, file, self.dirs, limits)
+            self._files[file] = loaded
+        if isinstance(loaded, RenderError):
+            raise RenderError(loaded.template, loaded.line, loaded.message)
+        return loaded
+
+    def _render_file(
+        self,
+        file: str,
+        context: dict[str, Any],
+        limits: _Limits,
+        parent: list[dict[str, Any]],
+    ) -> str:
+        """``parent``: empty, or the step's ``dict(self._globals, **context)`` (made here)."""
+        template, shared = self._template(file, limits)
+        try:
+            if shared:
+                if not parent:
+                    parent.append(dict(self._globals, **context))
+                stream = _generate(template, parent[0])
+            else:
+                stream = cast(Generator[str, None, None], template.generate(context))
+            return _render_file(stream, limits)
+        except Exception as exc:
+            raise _render_error(exc, file, self.dirs, limits) from exc
+
+    def render(
+        self,
+        name: str,
+        context: Mapping[str, Any],
+        *,
+        time_limit: float = 2.0,
+        max_chars: int = 100_000,
+        now: Callable[[], float] = time.monotonic,
+    ) -> RenderedEmail:
+        """Render template ``name`` (subject, text body, optional HTML body) with ``context``.
+
+        ``time_limit`` covers the whole step; ``max_chars`` applies to each part.
+        """
+        _folder, has_html = self._folder(name)
+        wrapped = {key: _wrap(value, str(key)) for key, value in context.items() if key != HINT_KEY}
+        limits = _Limits(
+            now=now, deadline=now() + time_limit, time_limit=time_limit, max_chars=max_chars
+        )
+        parent: list[dict[str, Any]] = []
+        token = _LIMITS.set(limits)
+        try:
+            subject_file = f"{name}/{SUBJECT_FILE}"
+            raw_subject = self._render_file(subject_file, wrapped, limits, parent)
+            text = self._render_file(f"{name}/{TEXT_FILE}", wrapped, limits, parent)
+            html = (
+                self._render_file(f"{name}/{HTML_FILE}", wrapped, limits, parent)
+                if has_html
+                else None
+            )
+        finally:
+            _LIMITS.reset(token)
+
+        subject = raw_subject.strip()
+        if len(subject.splitlines()) > 1:
+            raise RenderError(subject_file, 1, "the subject contains a line break")
+        subject = " ".join(subject.split())
+        if not subject:
+            raise RenderError(subject_file, 1, "the subject is empty")
+        text = _tidy_text(text)
+        if not text:
+            raise RenderError(f"{name}/{TEXT_FILE}", None, "the body is empty")
+        if html is not None and not html.strip():
+            raise RenderError(f"{name}/{HTML_FILE}", None, "the HTML body is empty")
+        return RenderedEmail(template=name, subject=subject, text=text, html=html)
 
 
 def render_step(
@@ -719,46 +873,7 @@ def render_step(
 ) -> RenderedEmail:
     """Render template ``name`` (subject, text body, optional HTML body) with ``context``.
 
-    ``time_limit`` covers the whole step; ``max_chars`` applies to each part.
+    ``time_limit`` covers the whole step; ``max_chars`` applies to each part. Every call looks
+    for edited templates (see :class:`Renderer` for rendering a batch without that cost).
     """
-    check_template_name(name)
-    search = tuple(Path(d) for d in dirs)
-    folder = _find_folder(search, name)
-    if folder is None:
-        looked = ", ".join(str(d) for d in search) or "no template dirs"
-        raise RenderError(name, None, f"no template named {name!r} (looked in: {looked})")
-    for required in (SUBJECT_FILE, TEXT_FILE):
-        if not (folder / required).is_file():
-            raise RenderError(
-                f"{name}/{required}", None, f"missing file (the template folder is {folder})"
-            )
-    has_html = (folder / HTML_FILE).is_file()
-
-    env = _environment(search)
-    wrapped = {key: _wrap(value, str(key)) for key, value in context.items() if key != HINT_KEY}
-    limits = _Limits(
-        now=now, deadline=now() + time_limit, time_limit=time_limit, max_chars=max_chars
-    )
-    token = _LIMITS.set(limits)
-    try:
-        subject_file = f"{name}/{SUBJECT_FILE}"
-        raw_subject = _render_file(env, subject_file, wrapped, search, limits)
-        text = _render_file(env, f"{name}/{TEXT_FILE}", wrapped, search, limits)
-        html = (
-            _render_file(env, f"{name}/{HTML_FILE}", wrapped, search, limits) if has_html else None
-        )
-    finally:
-        _LIMITS.reset(token)
-
-    subject = raw_subject.strip()
-    if len(subject.splitlines()) > 1:
-        raise RenderError(subject_file, 1, "the subject contains a line break")
-    subject = " ".join(subject.split())
-    if not subject:
-        raise RenderError(subject_file, 1, "the subject is empty")
-    text = _tidy_text(text)
-    if not text:
-        raise RenderError(f"{name}/{TEXT_FILE}", None, "the body is empty")
-    if html is not None and not html.strip():
-        raise RenderError(f"{name}/{HTML_FILE}", None, "the HTML body is empty")
-    return RenderedEmail(template=name, subject=subject, text=text, html=html)
+    return Renderer(dirs).render(name, context, time_limit=time_limit, max_chars=max_chars, now=now)

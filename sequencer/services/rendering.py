@@ -1,22 +1,49 @@
-"""Render every step of every enrollment's sequence against its real data, before launch."""
+"""Render every step of every enrollment's sequence against its real data, before launch.
+
+The check is one batch: templates are looked up and compiled once for it (``Renderer`` with
+``reload=False``), not once per render. A large audience is rendered in worker processes, in
+chunks whose results are taken in order, so the problems and their order are exactly those of
+rendering one prospect after the other; if the processes cannot be used, the rest is rendered
+here. The processes are started with "spawn" (a fresh interpreter: nothing inherited from this
+one's threads or caches), so a script that runs the check must, as always with
+multiprocessing, keep its top-level code under ``if __name__ == "__main__":``.
+"""
 
 from __future__ import annotations
 
-from collections import defaultdict
-from collections.abc import Callable, Iterator
+import itertools
+import multiprocessing
+import os
+from collections import defaultdict, deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any, NamedTuple
 
-from sequencer.core.drafts import DraftConfig, render_for
+from sequencer.core.drafts import (
+    DraftConfig,
+    EnrollmentData,
+    render_for,
+    render_sequence,
+    renderer_for,
+)
 from sequencer.core.model import Audience, CampaignSpec
 from sequencer.core.plan import PlannedEnrollment, build_plan, to_new_enrollment
 from sequencer.core.ports import NewEnrollment
-from sequencer.core.render import RenderedEmail, available_templates, template_dirs
+from sequencer.core.render import RenderedEmail, Renderer, available_templates, template_dirs
 from sequencer.errors import Problem, RenderError
 
 # A template broken for everyone would otherwise print one line per prospect.
 EXAMPLES_PER_PROBLEM = 3
+#: From this many prospects on, the render check uses worker processes (starting them costs
+#: about a second; below this the check takes about that long in total).
+PARALLEL_FROM = 5_000
+#: At most this many worker processes.
+MAX_WORKERS = 2
+#: Prospects per chunk: the unit of work of a worker process and of ``progress`` calls.
+CHUNK = 500
 _EPOCH = datetime(2026, 1, 5, 12, tzinfo=UTC)  # any instant: timing plays no part in rendering
 
 
@@ -48,8 +75,9 @@ class _Collector:
     def __post_init__(self) -> None:
         self.seen: dict[tuple[str, int | None, str], list[str]] = defaultdict(list)
 
-    def add(self, exc: RenderError, email: str) -> None:
-        self.seen[(exc.template, exc.line, exc.message)].append(email)
+    def add(self, failure: _Failure) -> None:
+        template, line, message, email = failure
+        self.seen[(template, line, message)].append(email)
 
     def problems(self) -> list[Problem]:
         out = []
@@ -70,8 +98,16 @@ def render_check(
     audience: Audience,
     cfg: DraftConfig,
     progress: Callable[[int], None] | None = None,
+    *,
+    workers: int | None = None,
 ) -> list[Problem]:
-    """Render each step each enrollment would get; every failure with its template file:line."""
+    """Render each step each enrollment would get; every failure with its template file:line.
+
+    ``progress(prospects done)`` is called after each chunk of :data:`CHUNK` prospects.
+    ``workers``: processes to render in (1: render here); by default up to
+    :data:`MAX_WORKERS` from :data:`PARALLEL_FROM` prospects on. The result is the same either
+    way, problems in the same order.
+    """
     dirs = template_dirs(cfg.shipped_templates, spec.templates_dir)
     known = available_templates(dirs)
     problems: list[Problem] = []
@@ -90,15 +126,164 @@ def render_check(
     if problems:
         return problems
     collector = _Collector(spec, cfg)
-    for n, (_, enrollment) in enumerate(planned(spec, audience), 1):
-        for index in range(len(spec.sequences[enrollment.sequence])):
-            try:
-                render_for(spec, enrollment, index, cfg)
-            except RenderError as exc:
-                collector.add(exc, enrollment.prospect_email)
-        if progress is not None and n % 500 == 0:
-            progress(n)
+    enrollments = (enrollment for _, enrollment in planned(spec, audience))
+    chunks = _chunks(map(_Snapshot.of, enrollments), CHUNK)
+    count = _worker_count(workers, len(audience.prospects))
+    results = _in_processes(spec, cfg, chunks, count) if count > 1 else ((c, None) for c in chunks)
+    renderer: Renderer | None = None
+    done = 0
+    for chunk, failures in results:
+        if failures is None:  # not rendered by a worker process: render it here
+            renderer = renderer or renderer_for(spec, cfg, reload=False)  # one batch
+            failures = _check_chunk(spec, cfg, renderer, chunk)
+        for failure in failures:
+            collector.add(failure)
+        done += len(chunk)
+        if progress is not None:
+            progress(done)
     return collector.problems()
+
+
+# --------------------------------------------------------------------------- chunks
+
+
+class _Snapshot(NamedTuple):
+    """What rendering reads of an enrollment (``EnrollmentData``): what a worker is sent."""
+
+    prospect_email: str
+    prospect: dict[str, str]
+    referrer: dict[str, Any]
+    referral: dict[str, Any]
+    other_referrals: list[dict[str, Any]]
+    temperature: str
+    sequence: str
+    may_name_referrer: bool
+
+    @classmethod
+    def of(cls, e: EnrollmentData) -> _Snapshot:
+        return cls(
+            e.prospect_email,
+            e.prospect,
+            e.referrer,
+            e.referral,
+            e.other_referrals,
+            e.temperature,
+            e.sequence,
+            e.may_name_referrer,
+        )
+
+
+# template file, line, message, prospect email (a RenderError does not survive pickling)
+_Failure = tuple[str, int | None, str, str]
+
+
+def _chunks(items: Iterable[_Snapshot], size: int) -> Iterator[list[_Snapshot]]:
+    iterator = iter(items)
+    while chunk := list(itertools.islice(iterator, size)):
+        yield chunk
+
+
+def _check_chunk(
+    spec: CampaignSpec, cfg: DraftConfig, renderer: Renderer, chunk: list[_Snapshot]
+) -> list[_Failure]:
+    failures: list[_Failure] = []
+    for enrollment in chunk:
+        for result in render_sequence(spec, enrollment, cfg, renderer):
+            if isinstance(result, RenderError):
+                failures.append(
+                    (result.template, result.line, result.message, enrollment.prospect_email)
+                )
+    return failures
+
+
+# --------------------------------------------------------------------------- worker processes
+
+
+def _worker_count(requested: int | None, prospects: int) -> int:
+    if requested is not None:
+        return requested
+    if prospects < PARALLEL_FROM:
+        return 1
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not on Linux
+        cpus = os.cpu_count() or 1
+    return max(1, min(MAX_WORKERS, cpus))
+
+
+_WORKER: tuple[CampaignSpec, DraftConfig, Renderer] | None = None
+
+
+def _start_worker(spec: CampaignSpec, cfg: DraftConfig) -> None:
+    global _WORKER
+    _WORKER = (spec, cfg, renderer_for(spec, cfg, reload=False))  # one per process and check
+
+
+def _ready() -> None:
+    """A first task: makes the pool start its processes."""
+
+
+def _check_in_worker(chunk: list[_Snapshot]) -> list[_Failure]:
+    assert _WORKER is not None, "_start_worker did not run"
+    spec, cfg, renderer = _WORKER
+    return _check_chunk(spec, cfg, renderer, chunk)
+
+
+def _in_processes(
+    spec: CampaignSpec, cfg: DraftConfig, chunks: Iterator[list[_Snapshot]], workers: int
+) -> Iterator[tuple[list[_Snapshot], list[_Failure] | None]]:
+    """Each chunk with its failures, in the order of ``chunks``, rendered by ``workers`` fresh
+    processes (templates as they are now, whatever this process has cached). ``None`` instead
+    of the failures: the pool could not render that chunk (it could not start, a process died,
+    ...); it and every later chunk are then left to the caller. An exception raised while
+    rendering (not a RenderError) is also left to the caller, who meets it again."""
+    pool: ProcessPoolExecutor | None = None
+    try:
+        pool = ProcessPoolExecutor(
+            max_workers=workers,
+            mp_context=multiprocessing.get_context("spawn"),  # safe with threads (a progress bar)
+            initializer=_start_worker,
+            initargs=(spec, cfg),
+        )
+        for _ in range(workers):  # start them now: they get ready while the plan is made
+            pool.submit(_ready)
+    except Exception:
+        if pool is not None:
+            pool.shutdown(wait=False, cancel_futures=True)
+        yield from ((chunk, None) for chunk in chunks)
+        return
+    pending: deque[tuple[list[_Snapshot], Future[list[_Failure]]]] = deque()
+    broken = False
+
+    def take() -> tuple[list[_Snapshot], list[_Failure] | None]:
+        nonlocal broken
+        chunk, future = pending.popleft()
+        if not broken:
+            try:
+                return chunk, future.result()
+            except Exception:
+                broken = True
+                pool.shutdown(wait=False, cancel_futures=True)
+        return chunk, None
+
+    try:
+        for chunk in chunks:
+            if broken:
+                yield chunk, None
+                continue
+            try:
+                pending.append((chunk, pool.submit(_check_in_worker, chunk)))
+            except Exception:
+                broken = True
+                pool.shutdown(wait=False, cancel_futures=True)
+                yield chunk, None
+                continue
+            while len(pending) > 4 * workers:  # keep every worker busy, but memory bounded
+                yield take()
+        while pending:
+            yield take()
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def preview(

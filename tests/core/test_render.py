@@ -12,6 +12,7 @@ from sequencer.core.context import build_context
 from sequencer.core.render import (
     SHIPPED_TEMPLATES,
     RenderedEmail,
+    Renderer,
     available_templates,
     check_template_name,
     fallback,
@@ -681,3 +682,122 @@ def test_it_offers_the_filters_in_templates(tmp_path: Path) -> None:
     email = render_step("t", ctx(), (root,))
     assert email.subject == "Jon"
     assert email.text == "Altex's Ann Lee Your former colleague at Chase\n"
+
+
+# --------------------------------------------------------------------------- batch rendering
+
+
+def outcome(render: Any, *args: Any) -> tuple[Any, ...]:
+    """What ``render(*args)`` gave: the email, or the error's file, line and message."""
+    try:
+        email = render(*args)
+    except RenderError as exc:
+        return ("error", exc.template, exc.line, exc.message, str(exc))
+    return ("email", email)
+
+
+BATCH_CASES = {
+    "ok": (
+        "Hi {{ prospect.first_name }}",
+        "Dear {{ prospect.full_name }},\n",
+        "<p>{{ prospect.company }}</p>",
+    ),
+    "undefined": ("Hi", "a\nb\n{{ prospect.nickname }}\n", None),
+    "syntax": ("Hi", "ok\n", "<p>\n{% if %}\n"),
+    "sandbox": ("Hi", "{{ ''.__class__.__mro__ }}\n", None),
+    "too_long": ("Hi", "x\n{{ 'ab' * 100000 }}\n", None),
+    "zero": ("Hi", "a\n{{ 1 / 0 }}\n", None),
+    "include": ("Hi", "a\n{% include 'nope/body.txt' %}\n", None),
+    "line_break": ("Hi\n{{ prospect.first_name }}", "x\n", None),
+    "empty": ("{{ '' }}", "x\n", None),
+    "recursion": ("Hi", "{% macro f() %}{{ f() }}{% endmacro %}\n{{ f() }}\n", None),
+}
+
+
+def test_a_batch_renders_and_fails_exactly_like_one_render_at_a_time(tmp_path: Path) -> None:
+    root = tmp_path / "t"
+    for name, (subject, body, html) in BATCH_CASES.items():
+        make_template(root, name.replace("_", "-"), subject, body, html)
+    make_template(root, "latin1", "Hi", "x")
+    (root / "latin1" / "body.txt").write_bytes(b"caf\xe9\n")
+    (root / "no-body").mkdir()
+    (root / "no-body" / "subject.txt").write_text("Hi")
+    names = [n.replace("_", "-") for n in BATCH_CASES] + ["latin1", "no-body", "missing", "../x"]
+    batch = Renderer((root,), reload=False)
+    for name in names:
+        single = outcome(render_step, name, ctx(), (root,))
+        for _ in range(3):  # the first use loads the files, the others reuse them
+            assert outcome(batch.render, name, ctx()) == single, name
+    assert outcome(batch.render, "ok", ctx()) == (
+        "email",
+        RenderedEmail("ok", "Hi Elena", "Dear Elena Petrova,\n", "<p>Pixel</p>"),
+    )
+    assert outcome(batch.render, "syntax", ctx())[2:4] == (
+        2,
+        "syntax error: Expected an expression, got 'end of statement block'",
+    )
+
+
+def test_a_batch_keeps_the_limits_of_each_render(tmp_path: Path) -> None:
+    clock = FakeClock()
+    root = make_template(tmp_path, "t", "Hi", "one\ntwo\n{{ slow.thing }}\nfour\n")
+    batch = Renderer((root,), reload=False)
+    for _ in range(2):
+        with pytest.raises(RenderError, match=r"^t/body.txt:3: rendering took longer than 2.0s$"):
+            batch.render("t", {"slow": Slow(clock)}, now=clock)
+    make_template(root, "long", "Hi", "{{ prospect.first_name }}\n")
+    with pytest.raises(RenderError, match="output is longer than 3 characters"):
+        batch.render("long", ctx(), max_chars=3)
+    assert batch.render("long", ctx()).text == "Elena\n"
+
+
+def test_the_files_of_one_step_do_not_share_variables_in_a_batch(tmp_path: Path) -> None:
+    root = make_template(
+        tmp_path,
+        "t",
+        "{% set prospect = 'shadowed' %}{% set greeting = 'Yo' %}Hi",
+        "{{ prospect.first_name }}\n{{ greeting }}\n",
+    )
+    for renderer in (Renderer((root,)), Renderer((root,), reload=False)):
+        assert outcome(renderer.render, "t", ctx())[1:4] == (
+            "t/body.txt",
+            2,
+            "undefined variable: 'greeting' is undefined",
+        )
+    make_template(root, "u", "{% set x = 1 %}Hi {{ range(2)|list|length }}", "{{ x is defined }}\n")
+    assert Renderer((root,), reload=False).render("u", {}).subject == "Hi 2"
+    assert Renderer((root,), reload=False).render("u", {}).text == "False\n"
+
+
+def test_a_batch_prefers_the_override_dir_and_never_mixes_folders(tmp_path: Path) -> None:
+    shipped = make_template(tmp_path / "shipped", "t", "Shipped", "shipped\n", "<p>shipped</p>")
+    make_template(shipped, "only_shipped", "S", "s\n")
+    override = make_template(tmp_path / "override", "t", "Override", "override\n")
+    batch = Renderer(template_dirs(shipped, override), reload=False)
+    for _ in range(2):
+        email = batch.render("t", ctx())
+        assert (email.subject, email.text, email.html) == ("Override", "override\n", None)
+        assert batch.render("only_shipped", ctx()).subject == "S"
+
+
+def bump(path: Path, text: str) -> None:
+    """Rewrite ``path`` with a later modification time (file systems with coarse clocks)."""
+    before = path.stat().st_mtime_ns
+    path.write_text(text)
+    import os
+
+    os.utime(path, ns=(before, before + 10**9))
+
+
+def test_render_step_sees_edits_a_batch_keeps_what_it_started_with(tmp_path: Path) -> None:
+    root = make_template(tmp_path, "t", "One", "x\n")
+    batch = Renderer((root,), reload=False)
+    assert batch.render("t", {}).subject == "One"
+    assert render_step("t", {}, (root,)).subject == "One"
+    bump(root / "t" / "subject.txt", "Two")
+    assert render_step("t", {}, (root,)).subject == "Two"  # a long-running worker sees edits
+    assert Renderer((root,)).render("t", {}).subject == "Two"
+    assert batch.render("t", {}).subject == "One"  # one batch renders one version
+    assert Renderer((root,), reload=False).render("t", {}).subject == "Two"  # the next batch
+    override = make_template(tmp_path / "override", "t", "Override", "o\n")
+    assert render_step("t", {}, (override, root)).subject == "Override"
