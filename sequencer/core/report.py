@@ -552,3 +552,21 @@ def build_report(facts: Facts, by: str = "temperature", campaign: str | None = N
         referrers=_leaderboard(tracks),
         edges=tuple(edges),
     )
+
+
+def pct(value: float) -> str:
+    return f"{value * 100:.1f}%"
+
+
+def duration(seconds: float | None) -> str:
+    """``93784`` → ``1d 2h 3m``; None → an empty cell."""
+    if seconds is None:
+        return ""
+    minutes = round(seconds / 60)
+    days, rest = divmod(minutes, 24 * 60)
+    hours, mins = divmod(rest, 60)
+    if days:
+        return f"{days}d {hours}h" + (f" {mins}m" if mins else "")
+    if hours:
+        return f"{hours}h" + (f" {mins}m" if mins else "")
+    return f"{mins}m"

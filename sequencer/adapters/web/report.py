@@ -23,7 +23,7 @@ from sequencer.adapters.chart import STAGES, chart_png
 from sequencer.adapters.db.report_queries import load_facts
 from sequencer.adapters.web.deps import UowFactory, ctx, current_rep, render
 from sequencer.core.ports import UnitOfWork
-from sequencer.core.report import Facts, Funnel, Report
+from sequencer.core.report import Facts, Funnel, Report, duration, pct
 from sequencer.errors import NotFound
 from sequencer.services import campaigns as campaign_service
 from sequencer.services import reporting
@@ -34,24 +34,6 @@ Signed = Annotated[Rep, Depends(current_rep)]
 # The groupings the page offers (the CLI's "campaign" is left out: the page shows one scope).
 WEB_BY: tuple[str, ...] = ("temperature", "step", "referrer", "template")
 TOP_REFERRERS = 100  # leaderboard rows on the page; the chart shows the top 10
-
-
-def pct(value: float) -> str:
-    return f"{value * 100:.1f}%"
-
-
-def duration(seconds: float | None) -> str:
-    """``93784`` → ``1d 2h 3m``; None → an empty cell (as `refseq report` prints it)."""
-    if seconds is None:
-        return ""
-    minutes = round(seconds / 60)
-    days, rest = divmod(minutes, 24 * 60)
-    hours, mins = divmod(rest, 60)
-    if days:
-        return f"{days}d {hours}h" + (f" {mins}m" if mins else "")
-    if hours:
-        return f"{hours}h" + (f" {mins}m" if mins else "")
-    return f"{mins}m"
 
 
 def visible_campaigns(uow_factory: UowFactory, rep: Rep) -> list[str]:
