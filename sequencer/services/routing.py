@@ -109,6 +109,7 @@ def _notice(
     cfg: DraftConfig,
     reply_subject: str,
     now: datetime,
+    thread: list[dict[str, str]] | None = None,
 ) -> EmailMessage:
     context = enrollment_context(
         spec,
@@ -116,7 +117,11 @@ def _notice(
         max(1, e.steps_done),
         "",
         internal=True,
-        extra={"reply_excerpt": handoff.reply_text or "(no text)", "reply_subject": reply_subject},
+        extra={
+            "reply_excerpt": handoff.reply_text or "(no text)",
+            "reply_subject": reply_subject,
+            "thread": thread or [],
+        },
     )
     rendered = render_step(
         "handoff_notice", context, template_dirs(cfg.shipped_templates, spec.templates_dir)
@@ -151,10 +156,17 @@ def notify_handoffs(
             if campaign and e and inbound:
                 if not campaign.spec.get("routing", {}).get("notify_rep", True):
                     continue
-                work.append((h, spec_from_json(campaign.spec), e, inbound[0].subject or ""))
-    for h, spec, e, subject in work:
+                thread = [
+                    {"subject": d.subject, "sent": f"{d.sent_at:%a %d %b %Y %H:%M} UTC"}
+                    for d in uow.repo.drafts_of(e.id)
+                    if d.sent_at is not None and d.step_index < NOTE_STEP
+                ]
+                subject = inbound[0].subject or ""
+                work.append((h, spec_from_json(campaign.spec), e, subject, thread))
+    for h, spec, e, subject, thread in work:
         try:
-            msg = _notice(spec, h, e, cfg, subject.replace("\r", " ").replace("\n", " "), now)
+            clean = subject.replace("\r", " ").replace("\n", " ")
+            msg = _notice(spec, h, e, cfg, clean, now, thread)
             mailer.send(
                 smtp_account(spec, env),
                 spec.rep.email,

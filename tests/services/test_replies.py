@@ -163,6 +163,7 @@ def test_a_reply_stops_the_follow_up_and_lands_with_the_rep(world, uow_factory):
         and "your former colleague at Chase" in text
     )
     assert notice["Auto-Submitted"] == "auto-generated"
+    assert f"- Mon 23 Nov 2026 14:00 UTC: {intro['Subject']}" in text  # the thread so far
 
     handoffs = world["cli"].json("handoffs")
     assert [(h["prospect"], h["intent"], h["notified"]) for h in handoffs] == [
