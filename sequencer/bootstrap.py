@@ -72,6 +72,7 @@ def runner_deps(settings: Settings) -> Deps:
         reader_factory=reader,
         poster=UrllibPoster(),
         inbox_cfg=InboxConfig(env=env, draft_cfg=drafts),
+        send_concurrency=settings.send_concurrency,
     )
 
 

@@ -81,6 +81,8 @@ class Settings:
     secret_key: str
     base_url: str
     secret_key_is_default: bool = False
+    # Mailboxes the embedded runner sends from at once (one thread and SMTP session each).
+    send_concurrency: int = 32
 
     @property
     def embedded(self) -> bool:
@@ -104,4 +106,5 @@ class Settings:
             secret_key=secret or "refseq-development-key-change-me",
             secret_key_is_default=secret is None,
             base_url=base_url.rstrip("/"),
+            send_concurrency=env_int(env, "REFSEQ_SEND_CONCURRENCY", 32, minimum=1),
         )

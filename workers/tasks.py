@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import threading
 from functools import cache
 
 from sequencer import bootstrap
@@ -11,6 +12,8 @@ from sequencer.services.drafting import draft_due
 from sequencer.services.runner import Deps
 from sequencer.services.sending import due_mailboxes, send_due, sweep
 from workers.app import app
+
+_POLLING = threading.Lock()
 
 
 @cache
@@ -34,9 +37,18 @@ def dispatch_sends_task() -> None:
 @app.task(name="refseq.send_mailbox", acks_late=True, ignore_result=True)  # type: ignore[untyped-decorator]
 def send_mailbox_task(mailbox_key: str) -> None:
     d = _deps()
-    send_due(
-        d.uow_factory, d.mailer, d.send_cfg, bootstrap.utcnow(), d.rng, only_mailbox=mailbox_key
-    )
+    # One mailer per mailbox, held by one task at a time: safe under `--pool threads`, where
+    # tasks for different mailboxes run at once (the way to send across many slow servers).
+    with d.mailer_lease(mailbox_key) as mailer:
+        if mailer is not None:  # else this mailbox is being sent by another thread already
+            send_due(
+                d.uow_factory,
+                mailer,
+                d.send_cfg,
+                bootstrap.utcnow(),
+                d.rng,
+                only_mailbox=mailbox_key,
+            )
 
 
 @app.task(name="refseq.poll", acks_late=True, ignore_result=True)  # type: ignore[untyped-decorator]
@@ -44,7 +56,13 @@ def poll_task() -> None:
     """Read the reps' mailboxes, act on replies, then notify reps and fire webhooks."""
     from sequencer.services.runner import run_pass
 
-    run_pass(_deps(), bootstrap.utcnow(), ["poll"])
+    # The IMAP reader and the notice mailer are one per process: under `--pool threads` a
+    # second poll while one runs has nothing to add (the database is the queue), so it skips.
+    if _POLLING.acquire(blocking=False):
+        try:
+            run_pass(_deps(), bootstrap.utcnow(), ["poll"])
+        finally:
+            _POLLING.release()
 
 
 @app.task(name="refseq.sweep", acks_late=True, ignore_result=True)  # type: ignore[untyped-decorator]

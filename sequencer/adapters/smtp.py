@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import re
+import select
 import smtplib
 import ssl
 import time
@@ -197,6 +198,12 @@ class _SendState:
 class _Connection:
     account: SmtpAccount
     smtp: smtplib.SMTP
+    used_at: float = 0.0  # time.monotonic() of the last complete reply on it
+
+
+# A connection used more recently than this is checked without a round trip (a server that
+# closed it has sent a FIN or a 421, which makes the socket readable); an older one with NOOP.
+NOOP_AFTER_IDLE = 10.0
 
 
 class SmtpMailer:
@@ -222,9 +229,14 @@ class SmtpMailer:
         self.retry_attempts = retry_attempts
         self.retry_wait_max = retry_wait_max
         self._sleep = sleep
-        self._ssl_context = ssl_context or ssl.create_default_context()
+        self._tls = ssl_context  # made on first use: loading the CA store costs ~30 ms
         self._local_hostname = local_hostname
         self._connections: dict[str, _Connection] = {}
+
+    def _ssl_context(self) -> ssl.SSLContext:
+        if self._tls is None:
+            self._tls = ssl.create_default_context()
+        return self._tls
 
     # -- the port -------------------------------------------------------------------------
 
@@ -301,9 +313,18 @@ class SmtpMailer:
         state: _SendState,
     ) -> SendReceipt:
         key = account.key
-        smtp = self._connection(account, state)
+        smtp, reused = self._connection(account, state)
         sender, rcpt, options = self._envelope(smtp, envelope_from, recipient, payload)
-        self._step(key, smtp, Phase.MAIL, lambda: smtp.mail(sender, options))
+        try:
+            self._step(key, smtp, Phase.MAIL, lambda: smtp.mail(sender, options))
+        except TransientDeliveryError as error:
+            if not reused or error.code is not None:
+                raise
+            # A kept connection the server closed since: open a new one at once (nothing was
+            # sent, so this is no retry and waits for nothing).
+            smtp, _ = self._connection(account, state)
+            sender, rcpt, options = self._envelope(smtp, envelope_from, recipient, payload)
+            self._step(key, smtp, Phase.MAIL, lambda: smtp.mail(sender, options))
         self._step(key, smtp, Phase.RCPT, lambda: smtp.rcpt(rcpt))
         try:
             before_data()
@@ -313,6 +334,9 @@ class SmtpMailer:
         state.data_started = True
         self._step(key, smtp, Phase.DATA, lambda: _command(smtp, "data"), ok=354)
         code, text = self._step(key, smtp, Phase.CONTENT, lambda: _content(smtp, payload))
+        kept = self._connections.get(key)
+        if kept is not None:
+            kept.used_at = time.monotonic()
         return SendReceipt(reply=f"{code} {_text(text)}")
 
     def _step(
@@ -362,18 +386,30 @@ class SmtpMailer:
 
     # -- connections ----------------------------------------------------------------------
 
-    def _connection(self, account: SmtpAccount, state: _SendState) -> smtplib.SMTP:
+    def _connection(self, account: SmtpAccount, state: _SendState) -> tuple[smtplib.SMTP, bool]:
+        """The kept connection if it is still good (and True), else a new one (and False)."""
         kept = self._connections.get(account.key)
         if kept is not None:
-            if kept.account == account and self._alive(kept.smtp):
-                return kept.smtp
+            if kept.account == account and self._alive(kept):
+                return kept.smtp, True
             self._drop(account.key)
         smtp = self._open(account, state)
-        self._connections[account.key] = _Connection(account, smtp)
-        return smtp
+        self._connections[account.key] = _Connection(account, smtp, time.monotonic())
+        return smtp, False
+
+    @classmethod
+    def _alive(cls, kept: _Connection) -> bool:
+        if _closed_by_peer(kept.smtp):
+            return False
+        if time.monotonic() - kept.used_at < NOOP_AFTER_IDLE:
+            return True  # busy: skip the NOOP round trip (half of a loopback send's latency)
+        if cls._noop(kept.smtp):
+            kept.used_at = time.monotonic()
+            return True
+        return False
 
     @staticmethod
-    def _alive(smtp: smtplib.SMTP) -> bool:
+    def _noop(smtp: smtplib.SMTP) -> bool:
         try:
             code, _ = smtp.noop()
         except (smtplib.SMTPException, OSError):
@@ -390,7 +426,7 @@ class SmtpMailer:
                     account.port,
                     local_hostname=self._local_hostname,
                     timeout=self.timeout,
-                    context=self._ssl_context,
+                    context=self._ssl_context(),
                 )
             else:
                 smtp = smtplib.SMTP(
@@ -404,7 +440,7 @@ class SmtpMailer:
             if account.security == "starttls":
                 if not smtp.has_extn("starttls"):
                     raise _other(phase, "the server does not offer STARTTLS (security: starttls)")
-                code, text = smtp.starttls(context=self._ssl_context)
+                code, text = smtp.starttls(context=self._ssl_context())
                 if code != 220:
                     raise classify(phase, code, _text(text))
                 smtp.ehlo_or_helo_if_needed()  # starttls() forgot the clear-text EHLO
@@ -472,6 +508,22 @@ def _command(smtp: smtplib.SMTP, command: str) -> tuple[int, bytes]:
 def _content(smtp: smtplib.SMTP, payload: bytes) -> tuple[int, bytes]:
     smtp.send(_stuffed(payload))
     return smtp.getreply()
+
+
+def _closed_by_peer(smtp: smtplib.SMTP) -> bool:
+    """True when an idle connection has something to read: the server's FIN (it closed the
+    connection) or an unsolicited reply such as 421. Either way it is not reusable."""
+    sock = smtp.sock
+    if sock is None:
+        return True
+    if isinstance(sock, ssl.SSLSocket) and sock.pending():
+        return True
+    try:
+        poller = select.poll()  # not select(): no limit on the descriptor's number
+        poller.register(sock, select.POLLIN)
+        return bool(poller.poll(0))
+    except (OSError, ValueError):
+        return True
 
 
 def _close_quietly(smtp: smtplib.SMTP | None) -> None:

@@ -97,6 +97,7 @@ class AudienceResult:
     audience: Audience  # only good rows
     problems: list[Problem]  # every bad row/cell
     excluded: list[Excluded]  # every dropped row
+    unreadable: tuple[str, ...] = ()  # files that could not be read at all (by label)
 
 
 @cache
@@ -122,10 +123,15 @@ def _email(row: Row, column: str, *, required: bool, hint: str) -> str:
     if not value or len(row.problems) > before:
         return ""
     try:
-        return normalize_email(value)
+        address = normalize_email(value)
     except InvalidEmail as exc:
         row.problem(column, str(exc), hint)
         return ""
+    if not address.rpartition("@")[0].isascii():  # every send to it would fail (no SMTPUTF8)
+        message = "the part before the @-sign has non-ASCII characters, which we cannot send to"
+        row.problem(column, message, hint)
+        return ""
+    return address
 
 
 def _drop(sheet: Sheet, row: Row, excluded: list[Excluded], key: str, reason: str) -> None:
@@ -363,4 +369,5 @@ def load_audience(
         audience,
         [*p[0].problems, *r[0].problems, *f_problems],
         [*p[2], *r[2], *f_excluded],
+        tuple(sheet.source for sheet in (p[0], r[0], f_sheet) if not sheet.ok),
     )

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import email.utils
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
@@ -177,8 +178,10 @@ def build_draft(
         message_id=message_id,
         due_at=due_at,
     )
-    to_message(draft, spec, enrollment.prospect, due_at)  # raises on header injection
-    return draft
+    # Built once, here: what the rep approves is exactly what is sent (Date: is added then).
+    return replace(
+        draft, message=message_bytes(to_message(draft, spec, enrollment.prospect, due_at))
+    )
 
 
 def build_draft_for_template(
@@ -212,8 +215,8 @@ def build_draft_for_template(
         message_id=make_message_id(spec.rep.email.rsplit("@", 1)[-1]),
         due_at=due_at,
     )
-    to_message(draft, spec, {"first_name": str(enrollment.referrer.get("name", ""))}, due_at)
-    return draft
+    recipient = {"first_name": str(enrollment.referrer.get("name", ""))}
+    return replace(draft, message=message_bytes(to_message(draft, spec, recipient, due_at)))
 
 
 def draft_headers(
@@ -269,3 +272,43 @@ def to_message(
         postal_address=spec.postal_address,
         date=date,
     )
+
+
+NOTE_STEP = 1000  # drafts at or above this step index are one-off notes (thank the referrer)
+
+
+def recipient_of(step_index: int, enrollment: EnrollmentData) -> dict[str, str]:
+    """Whose name goes in To: the prospect's, or the referrer's for a note to them."""
+    if step_index >= NOTE_STEP:
+        return {"first_name": str(enrollment.referrer.get("name", ""))}
+    return enrollment.prospect
+
+
+def message_bytes(message: Any) -> bytes:
+    """``message.as_bytes()`` without its Date: header: what a draft stores, so the message is
+    built (the costly part of sending: ~1.4 ms) once, and the sender only stamps the date."""
+    raw: bytes = message.as_bytes()
+    head, sep, body = raw.partition(b"\r\n\r\n")
+    lines = head.split(b"\r\n")
+    kept = [line for line in lines if not line.startswith(b"Date: ")]
+    if len(kept) != len(lines) - 1:
+        raise ValueError("a composed message must have exactly one Date: header")
+    return b"\r\n".join(kept) + sep + body
+
+
+def with_date(stored: bytes, date: datetime) -> bytes:
+    """Stored message bytes with ``Date:`` (the moment it is sent) put in front."""
+    if date.tzinfo is None or date.utcoffset() is None:
+        raise ValueError("the date must be timezone-aware")
+    return b"Date: " + email.utils.format_datetime(date).encode("ascii") + b"\r\n" + stored
+
+
+def sendable_bytes(
+    draft: DraftRecord, spec: CampaignSpec, enrollment: EnrollmentData, date: datetime
+) -> bytes:
+    """The bytes to send at ``date``: the stored message, or (a draft stored before messages
+    were, or whose content changed without them) the message built now."""
+    if draft.message is not None:
+        return with_date(draft.message, date)
+    recipient = recipient_of(draft.step_index, enrollment)
+    return with_date(message_bytes(to_message(draft, spec, recipient, date)), date)

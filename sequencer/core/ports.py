@@ -98,6 +98,9 @@ class Repository(Protocol):
     def add_suppression(self, value: str, reason: str, source: str, now: datetime) -> bool: ...
     def remove_suppression(self, value: str) -> bool: ...
     def list_suppressions(self) -> list[Suppression]: ...
+    def is_address_suppressed(self, address: str) -> bool:
+        """Is ``address`` or its ``@domain`` on the list? (one indexed lookup)"""
+        ...
 
     # campaigns
     def get_campaign(self, name: str) -> CampaignRecord | None: ...
@@ -153,6 +156,7 @@ class NewDraft:
     headers: dict[str, str]  # From, To, In-Reply-To, References, List-Unsubscribe, …
     message_id: str  # RFC 5322 Message-ID, with angle brackets
     due_at: datetime
+    message: bytes | None = None  # the bytes to send, without Date: (core.drafts.message_bytes)
 
 
 @dataclass(frozen=True)
@@ -185,6 +189,7 @@ class DraftRecord:
     sent_at: datetime | None = None
     smtp_reply: str | None = None
     last_error: str | None = None
+    message: bytes | None = None  # built at draft time / edit, without Date:; None = not stored
 
     @property
     def step_number(self) -> int:
@@ -299,6 +304,16 @@ class MailboxState:
     oldest_in_window: datetime | None  # when the oldest of those leaves the rolling 24 h
 
 
+@dataclass(frozen=True)
+class SendRecheck:
+    """What may have changed for a claimed draft since its claim, read in one query."""
+
+    enrollment: EnrollmentRecord
+    campaign_status: CampaignStatus | None  # None: the campaign is gone
+    suppressed: bool  # the address or its @domain is on the suppression list
+    unread: bool  # mail from the address arrived after the enrollment and is not handled yet
+
+
 class OutboxRepository(Protocol):
     def lock_mailbox(self, key: str, now: datetime) -> MailboxState:
         """Lock the mailbox for this transaction (serialises claims) and read its budget."""
@@ -308,6 +323,24 @@ class OutboxRepository(Protocol):
     def mailbox_states(self, now: datetime) -> list[MailboxState]: ...
     def claimable(self, campaign_ids: list[int], now: datetime, limit: int) -> list[DraftView]:
         """Approved, due drafts of these campaigns, oldest first; skips rows locked by others."""
+        ...
+
+    def claim_drafts(
+        self, drafts: list[tuple[int, int]], key: str, now: datetime
+    ) -> list[DraftRecord]:
+        """Compare-and-set (id, expected revision) pairs to SENDING for mailbox ``key`` in one
+        statement (attempts + 1, claimed_at = now); returns the claimed records."""
+        ...
+
+    def add_draft_events(self, events: list[DraftEvent]) -> None: ...
+    def recheck_before_send(
+        self, enrollment_id: int, campaign_id: int, address: str
+    ) -> SendRecheck | None:
+        """One query for the last check before DATA; None if the enrollment is gone."""
+        ...
+
+    def latest_pending_inbound(self, addresses: list[str]) -> dict[str, datetime]:
+        """Per casefolded address that has unread ("new") mail, when the latest arrived."""
         ...
 
     def stuck_sending(self, claimed_before: datetime) -> list[DraftRecord]: ...
@@ -474,6 +507,10 @@ class InboxRepository(Protocol):
     def get_enrollment(self, enrollment_id: int) -> EnrollmentRecord | None: ...
     def live_enrollments_for(self, prospect_key: str) -> list[EnrollmentRecord]: ...
     def live_enrollments_on_domain(self, domain: str) -> list[EnrollmentRecord]: ...
+    def active_naming_referrer(self, campaign_id: int, referrer_id: str) -> list[EnrollmentRecord]:
+        """Active enrollments of the campaign that may name this referrer (id as in the CSV)."""
+        ...
+
     def inbound_since(self, prospect_key: str, since: datetime, pending: bool = False) -> int:
         """How many stored messages from this address arrived after ``since`` (with
         ``pending``, only those not yet processed)."""

@@ -95,19 +95,42 @@ _DELAY = re.compile(r"(\d+)\s+(business\s+days?|days?|hours?)", re.IGNORECASE)
 _ZONE_HINT = "use an IANA name such as America/New_York"
 
 
+#: A campaign file is a few kB; anything near this is not one (and is not read any further).
+MAX_FILE_BYTES = 1 << 20
+_UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
+
+
 def load_campaign(path: Path) -> Result:
     """Read the campaign file at ``path`` and validate it (see ``parse_campaign``)."""
     try:
-        content = Path(path).read_text(encoding="utf-8-sig")
+        with Path(path).open("rb") as fh:
+            raw = fh.read(MAX_FILE_BYTES + 1)
+            size = os.fstat(fh.fileno()).st_size
     except FileNotFoundError:
         return None, [Problem(str(path), "campaign file not found")], []
     except IsADirectoryError:
         return None, [Problem(str(path), "is a folder, expected a campaign YAML file")], []
-    except UnicodeDecodeError as exc:
-        return None, [Problem(str(path), f"not UTF-8 text ({exc.reason})")], []
     except OSError as exc:
         return None, [Problem(str(path), f"cannot read the file: {exc.strerror or exc}")], []
+    if len(raw) > MAX_FILE_BYTES:
+        message = f"the file is {max(size, len(raw)):,} bytes; a campaign file is at most "
+        hint = "is this the right file?"
+        return None, [Problem(str(path), f"{message}{MAX_FILE_BYTES:,} bytes", hint=hint)], []
+    try:
+        content = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        return None, [_not_utf8(str(path), raw, exc)], []
     return parse_campaign(content, path)
+
+
+def _not_utf8(source: str, raw: bytes, exc: UnicodeDecodeError) -> Problem:
+    hint = "save the file as UTF-8"
+    if raw.startswith(_UTF16_BOMS):
+        return Problem(source, "not UTF-8 text: the file is UTF-16", line=1, col=1, hint=hint)
+    line = raw.count(b"\n", 0, exc.start) + 1
+    col = len(raw[raw.rfind(b"\n", 0, exc.start) + 1 : exc.start].decode("utf-8", "replace")) + 1
+    message = f"not UTF-8 text (byte 0x{raw[exc.start]:02x}: {exc.reason})"
+    return Problem(source, message, line=line, col=col, hint=hint)
 
 
 def parse_campaign(text: str, source: Path) -> Result:

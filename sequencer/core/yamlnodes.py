@@ -23,8 +23,9 @@ from enum import StrEnum
 from typing import Any, TypeVar
 
 from ruamel.yaml import YAML
-from ruamel.yaml.comments import CommentedMap, CommentedSeq
+from ruamel.yaml.comments import CommentedMap, CommentedSeq, TaggedScalar
 from ruamel.yaml.error import MarkedYAMLError
+from ruamel.yaml.reader import ReaderError
 
 from sequencer.errors import Problem
 
@@ -32,6 +33,7 @@ T = TypeVar("T")
 E = TypeVar("E", bound=StrEnum)
 
 _TIMESTAMP_TAG = "tag:yaml.org,2002:timestamp"
+_STR_TAG = "tag:yaml.org,2002:str"
 _MERGE_KEY = "<<"
 _NOT_ZONES = frozenset({"localtime", "posixrules", "Factory"})
 
@@ -91,7 +93,8 @@ def show(value: object) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, int):
-        return str(int(value))
+        width = getattr(value, "_width", None)  # ruamel keeps 01234's leading zero this way
+        return str(int(value)).zfill(width) if isinstance(width, int) else str(int(value))
     if isinstance(value, float):
         return repr(float(value))
     if isinstance(value, str):
@@ -126,25 +129,153 @@ def load_yaml(text: str, report: Report) -> tuple[bool, Any]:
 
     Duplicate keys are all reported (with their paths) but do not stop validation.
     """
+    if not _flow_depth_ok(text, report):
+        return False, None
     try:
         node = YAML(typ="rt").compose(text)
     except MarkedYAMLError as exc:
         _syntax_problem(exc, report)
         return False, None
+    except RecursionError:
+        report.error("", Pos(), "invalid YAML: nested too deeply", "a campaign needs a few levels")
+        return False, None
+    except ReaderError as exc:  # a control character such as NUL: say where it is
+        at = exc.position if isinstance(exc.position, int) else 0
+        pos = Pos(text.count("\n", 0, at) + 1, at - text.rfind("\n", 0, at))
+        report.error("", pos, f"invalid YAML: {exc.reason} (U+{exc.character:04X})")
+        return False, None
     except Exception as exc:  # ruamel raises assorted errors for odd input
         report.error("", Pos(), f"invalid YAML: {exc}")
+        return False, None
+    if not _tags_and_aliases_ok(node, report):
         return False, None
     bad_dates = _check_nodes(node, "", report)
     loader = YAML(typ="rt")
     loader.allow_duplicate_keys = True
     try:
-        return True, loader.load(text)
+        return True, _plain_strings(loader.load(text))
     except MarkedYAMLError as exc:
         _syntax_problem(exc, report)
     except Exception as exc:
         if not bad_dates:
             report.error("", Pos(), f"invalid YAML: {exc}")
     return False, None
+
+
+#: Deeper ``[``/``{`` nesting than this is refused before parsing: ruamel's scanner takes time
+#: quadratic in the depth (a 10 kB line of brackets takes seconds).
+MAX_FLOW_DEPTH = 64
+#: Values the document may stand for once every ``*alias`` is expanded ("billion laughs").
+MAX_EXPANDED_NODES = 100_000
+#: Explicit tags allowed (``!!str 01234`` is a way of quoting); ``!!python/object`` and any
+#: application tag are refused.
+SAFE_TAGS = frozenset(
+    f"tag:yaml.org,2002:{name}"
+    for name in ("str", "int", "float", "bool", "null", "map", "seq", "timestamp", "merge")
+)
+
+
+def _flow_depth_ok(text: str, report: Report) -> bool:
+    """Refuse ``[[[[...`` nesting deeper than :data:`MAX_FLOW_DEPTH` (brackets in quoted text
+    count too: no real campaign comes near the limit)."""
+    depth = line = 0
+    start = -1
+    for match in re.finditer(r"[\[\]{}\n]", text):
+        char = match.group()
+        if char == "\n":
+            line += 1
+            start = match.start()
+        elif char in "[{":
+            depth += 1
+            if depth > MAX_FLOW_DEPTH:
+                report.error(
+                    "",
+                    Pos(line + 1, match.start() - start),
+                    f"invalid YAML: brackets nested more than {MAX_FLOW_DEPTH} levels deep",
+                    "a campaign needs a few levels; is this the right file?",
+                )
+                return False
+        elif depth:
+            depth -= 1
+    return True
+
+
+def _tags_and_aliases_ok(root: Any, report: Report) -> bool:
+    """Refuse explicit tags other than the plain YAML ones, and aliases that expand to more
+    than :data:`MAX_EXPANDED_NODES` values (each node is visited once: shared nodes are
+    counted by arithmetic, never expanded)."""
+    sizes: dict[int, int] = {}
+    order: list[Any] = []
+    stack: list[Any] = [root]
+    ok = True
+    while stack:  # iterative post-order over the node graph (aliases are shared nodes)
+        node = stack.pop()
+        if node is None or id(node) in sizes:
+            continue
+        sizes[id(node)] = 0
+        order.append(node)
+        tag = getattr(node, "tag", None)
+        explicit = getattr(getattr(node, "ctag", None), "handle", None) is not None
+        if explicit and isinstance(tag, str) and tag not in SAFE_TAGS:
+            mark = node.start_mark
+            shown = tag.replace("tag:yaml.org,2002:", "!!")
+            report.error(
+                "",
+                Pos(mark.line + 1, mark.column + 1),
+                f"the YAML tag {shown!r} is not allowed",
+                "a campaign file holds plain values only; remove the tag",
+            )
+            ok = False
+        if node.id == "mapping":
+            stack.extend(part for pair in node.value for part in pair)
+        elif node.id == "sequence":
+            stack.extend(node.value)
+    too_big: Any = None  # the first (smallest) node that stands for too many values
+    for node in reversed(order):  # children before parents
+        if node.id == "mapping":
+            children = [part for pair in node.value for part in pair]
+        elif node.id == "sequence":
+            children = list(node.value)
+        else:
+            children = []
+        sizes[id(node)] = min(1 + sum(sizes.get(id(c), 0) for c in children), 1 << 40)
+        if too_big is None and sizes[id(node)] > MAX_EXPANDED_NODES:
+            too_big = node
+    if ok and too_big is not None:
+        mark = too_big.start_mark
+        report.error(
+            "",
+            Pos(mark.line + 1, mark.column + 1),
+            f"invalid YAML: the aliases (*name) stand for over {MAX_EXPANDED_NODES:,} values",
+            "a campaign file does not need nested &anchors and *aliases; write the values out",
+        )
+        ok = False
+    return ok
+
+
+def _plain_strings(data: Any) -> Any:
+    """``!!str 01234`` is loaded as a ``TaggedScalar``: make it the string it says it is."""
+    if isinstance(data, TaggedScalar):
+        return str(data.value) if data.tag.value == _STR_TAG else data
+    seen: set[int] = set()
+    stack: list[Any] = [data]
+    while stack:
+        node = stack.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        slots: Iterable[Any] = ()
+        if isinstance(node, CommentedMap):
+            slots = list(node.keys())
+        elif isinstance(node, CommentedSeq):
+            slots = range(len(node))
+        for slot in slots:
+            value = node[slot]
+            if isinstance(value, TaggedScalar) and value.tag.value == _STR_TAG:
+                node[slot] = str(value.value)
+            elif isinstance(value, CommentedMap | CommentedSeq):
+                stack.append(value)
+    return data
 
 
 def _syntax_problem(exc: MarkedYAMLError, report: Report) -> None:

@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import Any
 
 from sequencer.core.compose import HeaderInjectionError
-from sequencer.core.drafts import to_message
+from sequencer.core.drafts import message_bytes, recipient_of, to_message, with_date
 from sequencer.core.ports import DraftEvent, DraftRecord, DraftView, Store, UnitOfWork
 from sequencer.core.specjson import spec_from_json
 from sequencer.core.states import DraftState, draft_transition
@@ -64,7 +64,14 @@ def show(
 
 
 def rendered_message(uow_factory: UowFactory, view: DraftView) -> Any:
-    """The exact email (headers and parts) the prospect will receive."""
+    """The exact email (headers and parts) the prospect will receive: the bytes the draft
+    stores (Date: is the send time; shown here as the due time)."""
+    if view.draft.message is not None:
+        import email
+        import email.policy
+
+        raw = with_date(view.draft.message, view.draft.due_at)
+        return email.message_from_bytes(raw, policy=email.policy.SMTP)
     with uow_factory() as uow:
         campaign = uow.repo.campaign_by_id(view.draft.campaign_id)
         assert campaign is not None
@@ -221,8 +228,9 @@ def edit(
         campaign = uow.repo.campaign_by_id(d.campaign_id)
         assert campaign is not None
         candidate = _Edited(d, new_subject, new_text, new_html)
+        recipient = recipient_of(d.step_index, view.enrollment)
         try:
-            to_message(candidate, spec_from_json(campaign.spec), view.enrollment.prospect, now)
+            built = to_message(candidate, spec_from_json(campaign.spec), recipient, now)
         except HeaderInjectionError as exc:
             raise EditError(str(exc)) from None
         updated = _apply(
@@ -235,6 +243,7 @@ def edit(
             subject=new_subject,
             text=new_text,
             html=new_html,
+            message=message_bytes(built),  # the edited message is the one that will be sent
         )
         uow.commit()
         return updated

@@ -81,7 +81,10 @@ def check_campaign(
         d.prospects, d.referrers, d.referrals, label_base=path.parent, progress=progress
     )
     check.audience = result.audience
-    check.row_problems = list(result.problems)
+    # A file that cannot be read at all (encoding, header) is not a bad row: nothing launches.
+    unreadable = set(result.unreadable)
+    check.spec_errors += [p for p in result.problems if p.source in unreadable]
+    check.row_problems = [p for p in result.problems if p.source not in unreadable]
     check.row_exclusions = _exclusions(result)
     check.data_digests = [_digest(p) for p in (d.prospects, d.referrers, d.referrals)]
     if cfg is not None:

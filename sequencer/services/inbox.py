@@ -45,6 +45,10 @@ UowFactory = Callable[[], UnitOfWork]
 SYSTEM = "refseq-inbox"
 ENGAGED = {Intent.INTERESTED, Intent.QUESTION, Intent.REDIRECT}
 SOFT_BOUNCE_LIMIT = 3
+# What a poll parsed while storing, so processing the same bytes does not parse them again:
+# dedupe key -> (raw, parsed). Bounded: beyond it messages are simply parsed twice.
+ParsedCache = dict[str, tuple[bytes, ParsedInbound]]
+PARSED_CACHE_LIMIT = 2000
 
 
 @dataclass(frozen=True)
@@ -113,12 +117,13 @@ def poll(
 ) -> InboxReport:
     """Fetch new mail from every campaign mailbox, store it, then process it."""
     report = InboxReport()
+    parsed: ParsedCache = {}
     for key, account in _accounts(uow_factory, cfg.env, report).items():
         try:
-            _fetch(uow_factory, reader, cfg, key, account, now, report)
+            _fetch(uow_factory, reader, cfg, key, account, now, report, parsed)
         except SequencerError as exc:  # the server is down or refuses: try again next poll
             report.errors.append(str(exc))
-    process(uow_factory, cfg, now, report)
+    process(uow_factory, cfg, now, report, parsed)
     return report
 
 
@@ -130,6 +135,7 @@ def _fetch(
     account: ImapAccount,
     now: datetime,
     report: InboxReport,
+    cache: ParsedCache | None = None,
 ) -> None:
     while True:
         with uow_factory() as uow:
@@ -144,8 +150,9 @@ def _fetch(
                     parsed: ParsedInbound | None = parse_inbound(mail.raw)
                 except Exception:
                     parsed = None
+                dedupe = dedupe_key(parsed, mail.raw)
                 stored = uow.repo.add_inbound(
-                    dedupe_key(parsed, mail.raw),
+                    dedupe,
                     key,
                     mail.uid,
                     mail.raw,
@@ -154,6 +161,13 @@ def _fetch(
                     from_addr=parsed.from_addr if parsed else None,
                 )
                 report.stored += stored is not None
+                if (
+                    stored is not None
+                    and parsed is not None
+                    and cache is not None
+                    and len(cache) < PARSED_CACHE_LIMIT
+                ):
+                    cache[dedupe] = (mail.raw, parsed)
             if batch.last_uid is not None:
                 uow.repo.save_checkpoint(key, Checkpoint(batch.uidvalidity, batch.last_uid), now)
             elif checkpoint is not None and not batch.rescanned:
@@ -164,9 +178,15 @@ def _fetch(
 
 
 def process(
-    uow_factory: UowFactory, cfg: InboxConfig, now: datetime, report: InboxReport | None = None
+    uow_factory: UowFactory,
+    cfg: InboxConfig,
+    now: datetime,
+    report: InboxReport | None = None,
+    parsed: ParsedCache | None = None,
 ) -> InboxReport:
-    """Parse, match, classify and act on every stored message not yet handled."""
+    """Parse, match, classify and act on every stored message not yet handled.
+
+    ``parsed``: what the poll that stored them already parsed (used when the bytes match)."""
     report = report or InboxReport()
     while True:
         with uow_factory() as uow:
@@ -176,7 +196,7 @@ def process(
         for record, raw in batch:
             try:
                 with uow_factory() as uow:
-                    _handle(uow.repo, cfg, record, raw, now, report)
+                    _handle(uow.repo, cfg, record, raw, now, report, parsed)
                     uow.commit()
             except Exception as exc:
                 log.exception("inbound #%s could not be handled", record.id)
@@ -211,10 +231,19 @@ def _hold_for_human(
 def match(
     repo: Store, parsed: ParsedInbound, verdict: Verdict
 ) -> tuple[EnrollmentRecord | None, str]:
-    """Our Message-ID in the thread, then in a bounce's returned message, then the sender."""
+    """Our Message-ID in the thread, then in a bounce's returned message, then the sender.
+
+    Anyone can write our Message-ID into In-Reply-To: a thread match from someone who is not
+    the prospect (nor on the prospect's domain) and is not a bounce is only a hint for a human
+    (``thread-other-sender``); it never acts on that prospect's enrollment.
+    """
     draft = repo.draft_by_message_ids([*parsed.in_reply_to, *parsed.references])
     if draft is not None:
-        return repo.get_enrollment(draft.enrollment_id), "in-reply-to"
+        enrollment = repo.get_enrollment(draft.enrollment_id)
+        bounce = verdict.klass in (InboundClass.HARD_BOUNCE, InboundClass.SOFT_BOUNCE)
+        if enrollment is None or bounce or _same_party(parsed.from_addr, enrollment.prospect_key):
+            return enrollment, "in-reply-to"
+        return None, "thread-other-sender"
     if verdict.klass in (InboundClass.HARD_BOUNCE, InboundClass.SOFT_BOUNCE):
         draft = repo.draft_by_message_ids(parsed.returned_message_ids)
         if draft is not None:
@@ -234,6 +263,15 @@ def match(
     return None, ""
 
 
+def _same_party(sender: str, prospect: str) -> bool:
+    """The prospect, or someone on the prospect's domain (or a subdomain of it, or a parent)."""
+    sender, prospect = sender.casefold(), prospect.casefold()
+    if not sender or sender == prospect:
+        return sender == prospect
+    a, b = sender.rpartition("@")[2], prospect.rpartition("@")[2]
+    return bool(a and b) and (a == b or a.endswith("." + b) or b.endswith("." + a))
+
+
 def _handle(
     repo: Store,
     cfg: InboxConfig,
@@ -241,8 +279,10 @@ def _handle(
     raw: bytes,
     now: datetime,
     report: InboxReport,
+    cache: ParsedCache | None = None,
 ) -> None:
-    parsed = parse_inbound(raw)
+    hit = cache.pop(record.dedupe_key, None) if cache else None
+    parsed = hit[1] if hit is not None and hit[0] == raw else parse_inbound(raw)
     verdict = classify(parsed, raw)
     enrollment, how = match(repo, parsed, verdict)
     extracted = {
@@ -342,6 +382,8 @@ def _human_reply(
 ) -> None:
     if _live(e):
         stop_enrollment(repo, e.id, EnrollmentState.REPLIED, "the prospect replied", now)
+    elif e.state is EnrollmentState.COMPLETED:  # a reply to the last step: still a reply
+        repo.update_enrollment(e.id, now, state=EnrollmentState.REPLIED)
     if verdict.intent is Intent.UNKNOWN_REFERRER:
         referrer_id = str(e.referrer.get("id", ""))
         repo.add_referrer_flag(
@@ -438,7 +480,7 @@ def _capture_lead(repo: Store, e: EnrollmentRecord, redirect_to: str, now: datet
 def _naming(repo: Store, campaign_id: int, referrer_id: str) -> list[EnrollmentRecord]:
     return [
         x
-        for x in repo.list_enrollments(campaign_id, [EnrollmentState.ACTIVE])
+        for x in repo.active_naming_referrer(campaign_id, referrer_id)
         if x.may_name_referrer and str(x.referrer.get("id")) == referrer_id
     ]
 

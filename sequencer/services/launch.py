@@ -84,9 +84,11 @@ def launch_campaign(
         record, created = repo.save_campaign(spec.name, str(check.path), digest, spec_json, now)
         held_before = {k for k, s in repo.enrollment_states(record.id).items() if s.value == "held"}
         policy = spec.temperature.name_referrer
-        fresh = [
+        # A generator: each row is built as add_enrollments inserts its chunk, so 100k prospects
+        # never hold 100k NewEnrollment snapshots (dicts) at once.
+        fresh = (
             to_new_enrollment(p, policy) for p in plan.enroll if p.prospect.key not in held_before
-        ]
+        )
         released = 0
         for p in plan.enroll:
             if p.prospect.key in held_before and repo.replace_held(

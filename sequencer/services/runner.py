@@ -6,7 +6,9 @@ The Celery beat schedule and `refseq run` call exactly these services; only the 
 from __future__ import annotations
 
 import random
+import threading
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -30,8 +32,12 @@ class Deps:
     reader_factory: Callable[[], MailboxReader] | None = None
     poster: WebhookPoster | None = None
     inbox_cfg: InboxConfig | None = None
+    send_concurrency: int = 1  # mailboxes sending at once (see sending.send_due)
     _mailer: Mailer | None = None
     _reader: MailboxReader | None = None
+    _box_mailers: dict[str, Mailer] = field(default_factory=dict)
+    _box_busy: set[str] = field(default_factory=set)
+    _box_guard: threading.Lock = field(default_factory=threading.Lock)
 
     @property
     def mailer(self) -> Mailer:
@@ -45,7 +51,33 @@ class Deps:
             self._reader = self.reader_factory()
         return self._reader
 
+    @contextmanager
+    def mailer_lease(self, key: str) -> Iterator[Mailer | None]:
+        """This process's mailer for one mailbox, held by one thread at a time (a mailer and
+        its SMTP session are not thread-safe); None while another thread holds it."""
+        with self._box_guard:
+            if key in self._box_busy:
+                leased = None
+            else:
+                self._box_busy.add(key)
+                leased = self._box_mailers.get(key)
+                if leased is None:
+                    leased = self._box_mailers[key] = self.mailer_factory()
+        if leased is None:
+            yield None
+            return
+        try:
+            yield leased
+        finally:
+            with self._box_guard:
+                self._box_busy.discard(key)
+
     def close(self) -> None:
+        with self._box_guard:
+            mailers = list(self._box_mailers.values())
+            self._box_mailers.clear()
+        for m in mailers:
+            m.close()
         if self._mailer is not None:
             self._mailer.close()
             self._mailer = None
@@ -144,7 +176,16 @@ def run_pass(
         resume_paused(deps.uow_factory, now)
         report.drafting = draft_due(deps.uow_factory, deps.draft_cfg, now)
     if "send" in wanted and not stop():
-        report.sending = send_due(deps.uow_factory, deps.mailer, deps.send_cfg, now, deps.rng, stop)
+        report.sending = send_due(
+            deps.uow_factory,
+            deps.mailer,
+            deps.send_cfg,
+            now,
+            deps.rng,
+            stop,
+            mailer_for=deps.mailer_lease,
+            concurrency=deps.send_concurrency,
+        )
     return report
 
 

@@ -1,20 +1,33 @@
 """Send approved drafts over SMTP, exactly once.
 
-For each mailbox: lock it, check its cap and gap, claim one due draft with a compare-and-set
-after re-checking everything that could forbid the send, record SENDING, commit; then record
-``data_started_at`` right before DATA, send, and record the outcome. A crash at any point leaves
-a row the sweeper can judge: never started → back to approved; started → needs attention.
+For each mailbox: lock it, check its cap and gap, claim its next due drafts with a
+compare-and-set after re-checking everything that could forbid each send (one draft when the
+mailbox has a ``min_gap``, up to ``CLAIM_BATCH`` when not), record SENDING, commit; then for
+each: record ``data_started_at`` right before DATA, send, and record the outcome. A crash at any
+point leaves rows the sweeper can judge: never started → back to approved; started → needs
+attention. A sender that stops hands its unsent claimed drafts back at once.
+
+The message bytes were built when the draft was made (or edited); only ``Date:`` is added here.
+A successful send's outcome is written in the next transaction this sender opens (usually the
+next message's ``before_data``): one commit per message (see ``_Deferring``). With
+``concurrency`` > 1 several mailboxes send at once, one thread and SMTP session each.
 """
 
 from __future__ import annotations
 
+import contextlib
 import random
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
+from types import TracebackType
+from typing import Self
 from zoneinfo import ZoneInfo
 
-from sequencer.core.drafts import to_message
+from sequencer.core.drafts import NOTE_STEP as NOTE_STEP  # routing imports it from here
+from sequencer.core.drafts import sendable_bytes
 from sequencer.core.model import CampaignSpec, NamePolicy
 from sequencer.core.plan import is_suppressed
 from sequencer.core.ports import (
@@ -45,6 +58,8 @@ from sequencer.errors import (
 UowFactory = Callable[[], UnitOfWork]
 SENDER = "refseq-sender"
 CLAIM_SCAN = 25
+# Drafts claimed per mailbox transaction when the mailbox has no min_gap (see _claim).
+CLAIM_BATCH = 10
 
 
 @dataclass(frozen=True)
@@ -120,27 +135,22 @@ def _event(repo: Store, draft: DraftRecord, action: str, now: datetime, **after:
     )
 
 
-NOTE_STEP = 1000  # drafts at or above this step index are one-off notes (thank the referrer)
-
-
 def is_note(draft: DraftRecord) -> bool:
     return draft.step_index >= NOTE_STEP
 
 
-def _recipient(view: DraftView) -> dict[str, str]:
-    """Whose name goes in To: the prospect's, or the referrer's for a note to them."""
-    if is_note(view.draft):
-        return {"first_name": str(view.enrollment.referrer.get("name", ""))}
-    return view.enrollment.prospect
-
-
-def _why_not(repo: Store, view: DraftView, spec: CampaignSpec, now: datetime) -> str | None:
-    """The reason this draft must never go out now, or None when it may."""
+def _why_not(
+    view: DraftView,
+    spec: CampaignSpec,
+    campaign_status: CampaignStatus | None,
+    suppressed: set[str],
+) -> str | None:
+    """The reason this draft must never go out now, or None when it may (``campaign_status``
+    None: the campaign is gone)."""
     e = view.enrollment
-    campaign = repo.campaign_by_id(view.draft.campaign_id)
-    if campaign is None or campaign.status is CampaignStatus.STOPPED:
+    if campaign_status is None or campaign_status is CampaignStatus.STOPPED:
         return "campaign stopped"
-    if is_suppressed(view.draft.to_email.casefold(), repo.suppressed_values()):
+    if is_suppressed(view.draft.to_email.casefold(), suppressed):
         return "address or domain is suppressed"
     if is_note(view.draft):
         return None  # a thank-you to the referrer goes out whatever the prospect's state
@@ -152,6 +162,9 @@ def _why_not(repo: Store, view: DraftView, spec: CampaignSpec, now: datetime) ->
     return None
 
 
+Claim = tuple[DraftView, DraftRecord, CampaignSpec]
+
+
 def _claim(
     uow_factory: UowFactory,
     key: str,
@@ -159,7 +172,14 @@ def _claim(
     now: datetime,
     rng: random.Random,
     report: SendReport,
-) -> tuple[DraftView, DraftRecord, CampaignSpec] | None:
+    batch: int = CLAIM_BATCH,
+) -> list[Claim]:
+    """Claim the mailbox's next due drafts in one transaction under its lock: one when it has
+    a ``min_gap`` (the gap then holds the next), up to ``batch`` (and the cap's room) when not.
+
+    Every draft is re-checked here, at claim time, right before it is sent: campaign stopped
+    or paused, suppression, the enrollment's state (reply, bounce, opt-out), the referrer's
+    consent, mail from the prospect waiting to be read, and the send window."""
     with uow_factory() as uow:
         repo = uow.repo
         cap = min(s.mailbox.daily_cap for s in specs.values())
@@ -171,11 +191,23 @@ def _claim(
         if not gate.open:
             report.waiting[key] = gate.reason
             uow.commit()
-            return None
-        for view in repo.claimable(sorted(specs), now, CLAIM_SCAN):
+            return []
+        want = 1 if gap > 0 else max(1, min(batch, cap - state.sent_last_24h))
+        views = repo.claimable(sorted(specs), now, max(CLAIM_SCAN, 2 * want))
+        if not views:
+            uow.commit()
+            return []
+        suppressed = repo.suppressed_values()
+        campaigns = {c: repo.campaign_by_id(c) for c in {v.draft.campaign_id for v in views}}
+        unread = repo.latest_pending_inbound([v.draft.to_email.casefold() for v in views])
+        chosen: list[Claim] = []
+        for view in views:
+            if len(chosen) >= want:
+                break
             spec = specs[view.draft.campaign_id]
             d = view.draft
-            reason = _why_not(repo, view, spec, now)
+            campaign = campaigns[d.campaign_id]
+            reason = _why_not(view, spec, None if campaign is None else campaign.status, suppressed)
             if reason is not None:
                 if repo.update_draft(
                     d.id, d.revision, now, state=DraftState.CANCELLED, reason=reason
@@ -183,11 +215,11 @@ def _claim(
                     _event(repo, d, "cancel", now, reason=reason)
                     report.cancelled += 1
                 continue
-            campaign = repo.campaign_by_id(d.campaign_id)
             paused = view.enrollment.state is EnrollmentState.PAUSED and not is_note(d)
             if paused or (campaign is not None and campaign.status is CampaignStatus.PAUSED):
                 continue  # keep it approved; it goes when the pause ends
-            if repo.inbound_since(d.to_email.casefold(), view.enrollment.created_at, pending=True):
+            latest = unread.get(d.to_email.casefold())
+            if latest is not None and latest > view.enrollment.created_at:
                 report.deferred += 1
                 continue  # mail from them is waiting to be read: it may stop this step
             inside, slot = in_window(now, spec.schedule, _zone(view, spec))
@@ -195,37 +227,126 @@ def _claim(
                 repo.update_draft(d.id, d.revision, now, due_at=slot)
                 report.deferred += 1
                 continue
-            claimed = repo.update_draft(
-                d.id,
-                d.revision,
-                now,
-                state=DraftState.SENDING,
-                claimed_at=now,
-                mailbox_key=key,
-                attempts=d.attempts + 1,
-                data_started_at=None,
-            )
-            if claimed is None:
-                continue  # another sender changed it first
+            chosen.append((view, d, spec))
+        # One compare-and-set for the batch: a draft another sender changed first is left out.
+        records = repo.claim_drafts([(d.id, d.revision) for _, d, _ in chosen], key, now)
+        by_id = {r.id: r for r in records}
+        claimed = [(v, by_id[d.id], s) for v, d, s in chosen if d.id in by_id]
+        repo.add_draft_events(
+            [
+                DraftEvent(
+                    d.id,
+                    SENDER,
+                    "claim",
+                    {"state": d.state.value},
+                    {"mailbox": key, "attempt": str(by_id[d.id].attempts)},
+                    now,
+                )
+                for _, d, _ in chosen
+                if d.id in by_id
+            ]
+        )
+        if claimed:
             repo.set_mailbox_next(key, now + gap_with_jitter(gap, rng), now)
-            _event(repo, d, "claim", now, mailbox=key, attempt=claimed.attempts)
-            uow.commit()
-            return view, claimed, spec
         uow.commit()
-        return None
+        return claimed
+
+
+def _release(uow_factory: UowFactory, drafts: list[DraftRecord], now: datetime) -> None:
+    """Claimed drafts this sender will not send after all (it is stopping): back to approved
+    at once, rather than when the sweeper finds them stale. DATA never started for them."""
+    with uow_factory() as uow:
+        for d in drafts:
+            if uow.repo.update_draft(d.id, d.revision, now, state=DraftState.APPROVED):
+                _event(uow.repo, d, "release", now, reason="sender stopping")
+        uow.commit()
+
+
+class _Deferring:
+    """A unit-of-work factory for one mailbox's sender that records a successful send's
+    outcome in the *next* transaction the sender opens (usually the next message's
+    ``before_data``), not in one of its own: one commit per message instead of two.
+
+    The order of effects is unchanged for every draft: SENDING is committed before its SMTP
+    transaction, ``data_started_at`` before its DATA, and its SENT after its final reply. A
+    crash between that reply and the next commit leaves it in SENDING with DATA started, which
+    the sweeper turns into needs_attention: never resent blindly, as for a crash during DATA.
+    """
+
+    def __init__(self, uow_factory: UowFactory) -> None:
+        self.uow_factory = uow_factory
+        self.pending: list[tuple[int, Apply, DraftRecord]] = []
+
+    def __call__(self) -> UnitOfWork:
+        return _DeferringUow(self)
+
+    def flush(self) -> None:
+        if self.pending:
+            with self() as uow:
+                uow.commit()
+
+
+class _DeferringUow:
+    def __init__(self, owner: _Deferring) -> None:
+        self.owner = owner
+        self.inner = owner.uow_factory()
+        self.applied = 0
+
+    def __enter__(self) -> Self:
+        self.inner.__enter__()
+        self.repo = self.inner.repo
+        try:
+            for draft_id, apply, known in self.owner.pending:
+                _apply_to(self.repo, draft_id, apply, known)
+        except BaseException as exc:
+            self.inner.__exit__(type(exc), exc, exc.__traceback__)
+            raise
+        self.applied = len(self.owner.pending)
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.inner.__exit__(exc_type, exc, tb)
+
+    def commit(self) -> None:
+        self.inner.commit()
+        del self.owner.pending[: self.applied]
+        self.applied = 0
+
+    def rollback(self) -> None:
+        self.inner.rollback()
+        self.applied = 0
+
+
+# What a finish step does to the draft; it returns False when the draft's revision had moved on
+# (the compare-and-set failed, nothing written), so the caller re-reads the draft and retries.
+Apply = Callable[[Store, DraftRecord], bool]
 
 
 def _finish(
     uow_factory: UowFactory,
     draft_id: int,
     now: datetime,
-    apply: Callable[[Store, DraftRecord], None],
+    apply: Apply,
+    known: DraftRecord | None = None,
 ) -> None:
+    """Record an outcome in one transaction. With ``known`` (the record this sender last
+    wrote) no read is needed; if the draft changed since (the sweeper judged a very slow send),
+    it is re-read and the outcome applied to what is there."""
     with uow_factory() as uow:
-        view = uow.repo.get_draft(draft_id)
-        assert view is not None
-        apply(uow.repo, view.draft)
+        _apply_to(uow.repo, draft_id, apply, known)
         uow.commit()
+
+
+def _apply_to(repo: Store, draft_id: int, apply: Apply, known: DraftRecord | None) -> None:
+    if known is None or not apply(repo, known):  # a failed compare-and-set wrote nothing
+        view = repo.get_draft(draft_id)
+        assert view is not None
+        apply(repo, view.draft)
 
 
 def stop_enrollment(
@@ -241,6 +362,44 @@ def stop_enrollment(
     return cancelled
 
 
+_GOING = (EnrollmentState.ACTIVE, EnrollmentState.PAUSED)
+
+
+class _Withdrawn(Exception):
+    """Raised by ``before_data``: the draft was withdrawn (cancelled or released), no DATA."""
+
+    def __init__(self, state: DraftState) -> None:
+        super().__init__(state.value)
+        self.state = state
+
+
+def _last_check(repo: Store, view: DraftView, spec: CampaignSpec) -> tuple[DraftState, str] | None:
+    """Right before DATA: what may have changed since the claim (a batch waits for the sends
+    ahead of it, a slow server longer): a reply handled or waiting, an opt-out, a stop or pause.
+    Returns the state the draft takes instead of going out, and why."""
+    d = view.draft
+    fresh = repo.recheck_before_send(view.enrollment.id, d.campaign_id, d.to_email)
+    if fresh is None:  # the enrollment is gone: check what can still be checked
+        e = view.enrollment
+        campaign = repo.campaign_by_id(d.campaign_id)
+        status = None if campaign is None else campaign.status
+        suppressed = repo.is_address_suppressed(d.to_email)
+        unread = bool(repo.inbound_since(d.to_email.casefold(), e.created_at, pending=True))
+    else:  # one query instead of four: this runs for every message
+        e, status = fresh.enrollment, fresh.campaign_status
+        suppressed, unread = fresh.suppressed, fresh.unread
+    blocked = {d.to_email.casefold()} if suppressed else set()
+    reason = _why_not(replace(view, enrollment=e), spec, status, blocked)
+    if reason is not None:
+        return DraftState.CANCELLED, reason
+    paused = e.state is EnrollmentState.PAUSED and not is_note(d)
+    if paused or status is CampaignStatus.PAUSED:
+        return DraftState.APPROVED, "paused while it was being sent"
+    if unread:
+        return DraftState.APPROVED, "mail from the recipient is waiting to be read"
+    return None
+
+
 def _deliver(
     uow_factory: UowFactory,
     mailer: Mailer,
@@ -251,46 +410,83 @@ def _deliver(
     now: datetime,
     report: SendReport,
 ) -> None:
-    revision = [draft.revision]
+    current = [draft]  # the record as this sender last wrote it
 
     def before_data() -> None:
         with uow_factory() as uow:
-            updated = uow.repo.update_draft(draft.id, revision[0], now, data_started_at=now)
+            withdrawn = _last_check(uow.repo, view, spec)
+            if withdrawn is not None:  # it must not go out after all: no DATA
+                state, reason = withdrawn
+                changes = {"reason": reason} if state is DraftState.CANCELLED else {}
+                updated = uow.repo.update_draft(
+                    draft.id, current[0].revision, now, state=state, **changes
+                )
+                assert updated is not None, "a SENDING draft changed under its sender"
+                _event(uow.repo, current[0], "cancel" if changes else "release", now, reason=reason)
+                uow.commit()
+                raise _Withdrawn(state)
+            updated = uow.repo.update_draft(draft.id, current[0].revision, now, data_started_at=now)
             assert updated is not None, "a SENDING draft changed under its sender"
-            revision[0] = updated.revision
+            current[0] = updated
             uow.commit()
 
     try:
         account = smtp_account(spec, cfg.env)
-        raw = to_message(draft, spec, _recipient(view), now).as_bytes()
+        raw = sendable_bytes(draft, spec, view.enrollment, now)
         receipt = mailer.send(account, spec.rep.email, draft.to_email, raw, before_data)
+    except _Withdrawn as exc:
+        if exc.state is DraftState.CANCELLED:
+            report.cancelled += 1
+        else:
+            report.deferred += 1
     except TransientDeliveryError as exc:
-        _on_transient(uow_factory, cfg, draft.id, now, str(exc), report)
+        _on_transient(uow_factory, cfg, current[0], now, str(exc), report)
     except PermanentDeliveryError as exc:
-        _on_permanent(uow_factory, view, now, exc, report)
+        _on_permanent(uow_factory, view, current[0], now, exc, report)
     except (AmbiguousDeliveryError, ConfigError) as exc:
         # Ambiguous: the data may have been delivered; a human decides (never resent blindly).
         # ConfigError (a missing password) would fail every draft alike: park it visibly.
-        def attention(repo: Store, d: DraftRecord, message: str = str(exc)) -> None:
-            repo.update_draft(
+        def attention(repo: Store, d: DraftRecord, message: str = str(exc)) -> bool:
+            if not repo.update_draft(
                 d.id,
                 d.revision,
                 now,
                 state=DraftState.NEEDS_ATTENTION if d.data_started_at else DraftState.APPROVED,
                 last_error=message,
                 next_attempt_at=now + retry_backoff(d.attempts),
-            )
+            ):
+                return False
             _event(repo, d, "unknown" if d.data_started_at else "release", now, error=message)
+            return True
 
-        _finish(uow_factory, draft.id, now, attention)
+        _finish(uow_factory, draft.id, now, attention, current[0])
         if isinstance(exc, AmbiguousDeliveryError):
             report.attention += 1
         else:
             report.errors.append(str(exc))
     else:
 
-        def sent(repo: Store, d: DraftRecord) -> None:
-            repo.update_draft(
+        def sent(repo: Store, d: DraftRecord) -> bool:
+            # The enrollment first, then the draft: the order drafting (enrollment, then a new
+            # draft) and reply handling (enrollment, then its open drafts) take the same rows
+            # in, so these transactions queue behind each other instead of deadlocking. Both
+            # writes are idempotent, so a failed compare-and-set below may run this again.
+            if not is_note(d):  # a note is not a step of the sequence
+                e = view.enrollment
+                done = d.step_index + 1
+                due = next_step_due(spec, e.sequence, done, now, _zone(view, spec))
+                if due is None:
+                    # A reply, bounce or opt-out handled while this last step was in flight
+                    # keeps its state (replied, ...): "completed" would hide it and allow
+                    # re-enrollment. Write first (it locks the row), then read: a concurrent
+                    # stop either committed before (seen here) or waits for this commit.
+                    repo.update_enrollment(e.id, now, steps_done=done, next_due_at=None)
+                    now_e = repo.get_enrollment(e.id)
+                    if now_e is None or now_e.state in _GOING:
+                        repo.update_enrollment(e.id, now, state=EnrollmentState.COMPLETED)
+                else:
+                    repo.update_enrollment(e.id, now, steps_done=done, next_due_at=due)
+            if not repo.update_draft(
                 d.id,
                 d.revision,
                 now,
@@ -298,39 +494,38 @@ def _deliver(
                 sent_at=now,
                 smtp_reply=receipt.reply,
                 last_error=None,
-            )
+            ):
+                return False
             _event(repo, d, "sent", now, reply=receipt.reply)
-            if is_note(d):
-                return  # not a step of the sequence
-            e = view.enrollment
-            done = d.step_index + 1
-            due = next_step_due(spec, e.sequence, done, now, _zone(view, spec))
-            if due is None:
-                repo.update_enrollment(
-                    e.id, now, steps_done=done, next_due_at=None, state=EnrollmentState.COMPLETED
-                )
-            else:
-                repo.update_enrollment(e.id, now, steps_done=done, next_due_at=due)
+            return True
 
-        _finish(uow_factory, draft.id, now, sent)
+        if isinstance(uow_factory, _Deferring):
+            uow_factory.pending.append((draft.id, sent, current[0]))
+        else:
+            _finish(uow_factory, draft.id, now, sent, current[0])
         report.sent += 1
 
 
 def _on_transient(
     uow_factory: UowFactory,
     cfg: SendConfig,
-    draft_id: int,
+    draft: DraftRecord,
     now: datetime,
     message: str,
     report: SendReport,
 ) -> None:
-    def retry(repo: Store, d: DraftRecord) -> None:
+    outcome: list[str] = []
+
+    def retry(repo: Store, d: DraftRecord) -> bool:
         if d.attempts >= cfg.max_attempts:
-            repo.update_draft(d.id, d.revision, now, state=DraftState.FAILED, last_error=message)
+            if not repo.update_draft(
+                d.id, d.revision, now, state=DraftState.FAILED, last_error=message
+            ):
+                return False
             _event(repo, d, "fail", now, error=message)
-            report.failed += 1
-            return
-        repo.update_draft(
+            outcome[:] = ["failed"]
+            return True
+        if not repo.update_draft(
             d.id,
             d.revision,
             now,
@@ -338,29 +533,37 @@ def _on_transient(
             data_started_at=None,
             next_attempt_at=now + retry_backoff(d.attempts),
             last_error=message,
-        )
+        ):
+            return False
         _event(repo, d, "release", now, error=message)
-        report.retried += 1
+        outcome[:] = ["retried"]
+        return True
 
-    _finish(uow_factory, draft_id, now, retry)
+    _finish(uow_factory, draft.id, now, retry, draft)
+    if outcome == ["failed"]:
+        report.failed += 1
+    elif outcome == ["retried"]:
+        report.retried += 1
 
 
 def _on_permanent(
     uow_factory: UowFactory,
     view: DraftView,
+    draft: DraftRecord,
     now: datetime,
     exc: PermanentDeliveryError,
     report: SendReport,
 ) -> None:
-    def fail(repo: Store, d: DraftRecord) -> None:
-        repo.update_draft(
+    def fail(repo: Store, d: DraftRecord) -> bool:
+        if not repo.update_draft(
             d.id,
             d.revision,
             now,
             state=DraftState.FAILED,
             last_error=str(exc),
             smtp_reply=exc.reply or None,
-        )
+        ):
+            return False
         _event(repo, d, "fail", now, error=str(exc))
         if exc.recipient_unknown:
             repo.add_suppression(
@@ -369,8 +572,9 @@ def _on_permanent(
             stop_enrollment(
                 repo, view.enrollment.id, EnrollmentState.BOUNCED, "the address does not exist", now
             )
+        return True
 
-    _finish(uow_factory, view.draft.id, now, fail)
+    _finish(uow_factory, view.draft.id, now, fail, draft)
     report.failed += 1
 
 
@@ -395,6 +599,11 @@ def due_mailboxes(uow_factory: UowFactory, now: datetime) -> list[str]:
     ]
 
 
+# A mailer for one mailbox, held exclusively while the block runs; None when another thread
+# of this process is already sending from that mailbox (it will send what is due).
+MailerLease = Callable[[str], AbstractContextManager[Mailer | None]]
+
+
 def send_due(
     uow_factory: UowFactory,
     mailer: Mailer,
@@ -403,26 +612,110 @@ def send_due(
     rng: random.Random | None = None,
     stop: Callable[[], bool] = lambda: False,
     only_mailbox: str | None = None,
+    *,
+    mailer_for: MailerLease | None = None,
+    concurrency: int = 1,
 ) -> SendReport:
-    """Send every due, approved draft that the mailboxes' caps and gaps allow at ``now``."""
+    """Send every due, approved draft that the mailboxes' caps and gaps allow at ``now``.
+
+    With ``concurrency`` > 1 and ``mailer_for``, up to that many mailboxes send at once, each
+    on its own thread and SMTP session (one mailbox is always sent in order, by one thread):
+    what lets a slow remote server (hundreds of ms per message) not limit the whole outbox.
+    """
     rng = rng or random.Random()
+    boxes = [
+        (key, specs)
+        for key, specs in _mailboxes(uow_factory).items()
+        if only_mailbox is None or key == only_mailbox
+    ]
+    if concurrency <= 1 or len(boxes) <= 1 or mailer_for is None:
+        report = SendReport()
+        for key, specs in boxes:
+            _send_mailbox(uow_factory, mailer, cfg, key, specs, now, rng, stop, report)
+        return report
+    lease = mailer_for
+
+    def one(key: str, specs: dict[int, CampaignSpec]) -> SendReport:
+        part = SendReport()
+        with lease(key) as leased:
+            if leased is not None:
+                _send_mailbox(uow_factory, leased, cfg, key, specs, now, rng, stop, part)
+        return part
+
+    with ThreadPoolExecutor(min(concurrency, len(boxes)), "refseq-send") as pool:
+        parts = [pool.submit(one, key, specs) for key, specs in boxes]
+        return _merged([f.result() for f in parts])
+
+
+def _merged(parts: list[SendReport]) -> SendReport:
     report = SendReport()
-    for key, specs in _mailboxes(uow_factory).items():
-        if only_mailbox is not None and key != only_mailbox:
-            continue
-        try:  # a missing password fails the whole mailbox: say so, claim nothing
-            smtp_account(next(iter(specs.values())), cfg.env)
-        except ConfigError as exc:
-            report.waiting[key] = "not configured"
-            report.errors.append(str(exc))
-            continue
-        while not stop():
-            claimed = _claim(uow_factory, key, specs, now, rng, report)
-            if claimed is None:
-                break
-            view, draft, spec = claimed
-            _deliver(uow_factory, mailer, cfg, view, draft, spec, now, report)
+    for p in parts:
+        report.sent += p.sent
+        report.retried += p.retried
+        report.failed += p.failed
+        report.attention += p.attention
+        report.cancelled += p.cancelled
+        report.deferred += p.deferred
+        report.waiting.update(p.waiting)
+        report.errors.extend(p.errors)
     return report
+
+
+def _send_mailbox(
+    uow_factory: UowFactory,
+    mailer: Mailer,
+    cfg: SendConfig,
+    key: str,
+    specs: dict[int, CampaignSpec],
+    now: datetime,
+    rng: random.Random,
+    stop: Callable[[], bool],
+    report: SendReport,
+) -> None:
+    try:  # a missing password fails the whole mailbox: say so, claim nothing
+        smtp_account(next(iter(specs.values())), cfg.env)
+    except ConfigError as exc:
+        report.waiting[key] = "not configured"
+        report.errors.append(str(exc))
+        return
+    deferring = _Deferring(uow_factory)
+    try:
+        _send_batches(deferring, mailer, cfg, key, specs, now, rng, stop, report)
+    except BaseException:
+        with contextlib.suppress(Exception):  # else the sweeper judges what is left
+            deferring.flush()
+        raise
+    deferring.flush()
+
+
+def _send_batches(
+    deferring: _Deferring,
+    mailer: Mailer,
+    cfg: SendConfig,
+    key: str,
+    specs: dict[int, CampaignSpec],
+    now: datetime,
+    rng: random.Random,
+    stop: Callable[[], bool],
+    report: SendReport,
+) -> None:
+    while not stop():
+        batch = _claim(deferring, key, specs, now, rng, report)
+        if not batch:
+            return
+        for i, (view, draft, spec) in enumerate(batch):
+            if stop():  # finish the message in flight, hand the rest back now
+                _release(deferring, [d for _, d, _ in batch[i:]], now)
+                return
+            try:
+                _deliver(deferring, mailer, cfg, view, draft, spec, now, report)
+            except BaseException:
+                # Hand back the rest and this one too: its compare-and-set on the claimed
+                # revision only succeeds if DATA never started (before_data bumps it). Else it
+                # sat in SENDING until the sweeper (e.g. a deadlock in before_data on PG).
+                with contextlib.suppress(Exception):  # else the sweeper releases them
+                    _release(deferring, [d for _, d, _ in batch[i:]], now)
+                raise
 
 
 @dataclass

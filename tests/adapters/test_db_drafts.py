@@ -333,14 +333,16 @@ def test_update_draft_is_a_compare_and_set_on_the_revision(
 def test_update_draft_loses_to_a_concurrent_writer(uow_factory: SqlUnitOfWorkFactory) -> None:
     (eid,) = enroll(uow_factory, campaign(uow_factory, "c").id, "p@x.com")
     record = add(uow_factory, new_draft(eid))
+    # (Separate units of work, as separate requests: on SQLite each one holds the write lock.)
     with uow_factory() as slow:
         seen = slow.repo.get_draft(record.id)  # the rep looks at revision 1 ...
         assert seen is not None
-        with uow_factory() as fast:  # ... someone else approves it meanwhile ...
-            won = fast.repo.update_draft(record.id, 1, LATER, state=DraftState.APPROVED)
-            fast.commit()
-        assert won is not None
-        assert won.revision == 2
+    with uow_factory() as fast:  # ... someone else approves it meanwhile ...
+        won = fast.repo.update_draft(record.id, 1, LATER, state=DraftState.APPROVED)
+        fast.commit()
+    assert won is not None
+    assert won.revision == 2
+    with uow_factory() as slow:
         lost = slow.repo.update_draft(record.id, seen.draft.revision, LATER, subject="mine")
         slow.commit()
     assert lost is None
@@ -419,8 +421,8 @@ def test_due_enrollments_filters_and_orders(uow_factory: SqlUnitOfWorkFactory) -
     set_status(uow_factory, stopped.id, CampaignStatus.STOPPED)
     add(uow_factory, new_draft(drafted, 0))  # step 0 drafted: nothing due
     add(uow_factory, new_draft(next_step, 0))  # step 0 drafted and done: step 1 is due
-    with uow_factory() as uow:
-        uow.repo.update_enrollment(next_step, NOW, steps_done=1)
+    with uow_factory() as uow:  # sent: the next step's due time is set with it, as sending does
+        uow.repo.update_enrollment(next_step, NOW, steps_done=1, next_due_at=NOW)
         uow.commit()
     with uow_factory() as uow:
         due = [e.id for e in uow.repo.due_enrollments(NOW, 100)]
@@ -431,6 +433,21 @@ def test_due_enrollments_filters_and_orders(uow_factory: SqlUnitOfWorkFactory) -
     assert first_two == [late, due_a]
     assert at_later == [late, due_a, due_b, next_step, future]
     assert before == []
+
+
+def test_drafting_the_current_step_clears_next_due_at(uow_factory: SqlUnitOfWorkFactory) -> None:
+    """A drafted step leaves the due index (so a tick does not walk drafts waiting for approval);
+    a draft for another step (the thank-you note) leaves the enrollment's due time alone."""
+    c = campaign(uow_factory, "c")
+    current, other = enroll(uow_factory, c.id, "a@x.com", "b@x.com", next_due_at=EARLIER)
+    add(uow_factory, new_draft(current, 0))
+    add(uow_factory, new_draft(other, 1))
+    with uow_factory() as uow:
+        by_id = {e.id: e for e in uow.repo.list_enrollments(c.id)}
+        due = [e.id for e in uow.repo.due_enrollments(NOW, 100)]
+    assert by_id[current].next_due_at is None
+    assert by_id[other].next_due_at == EARLIER
+    assert due == [other]
 
 
 def test_due_enrollments_are_full_records(uow_factory: SqlUnitOfWorkFactory) -> None:

@@ -427,7 +427,12 @@ def test_sqlite_connections_get_the_pragmas(tmp_path: Path) -> None:
             }
     finally:
         engine.dispose()
-    assert got == {"foreign_keys": 1, "journal_mode": "wal", "busy_timeout": 5000, "synchronous": 1}
+    assert got == {
+        "foreign_keys": 1,
+        "journal_mode": "wal",
+        "busy_timeout": 30000,
+        "synchronous": 1,
+    }
 
 
 @pytest.mark.parametrize(
@@ -449,3 +454,27 @@ def test_it_selects_psycopg_for_postgresql_urls(url: str, driver: str) -> None:
 def test_it_refuses_other_databases() -> None:
     with pytest.raises(ValueError, match="unsupported database 'mysql'"):
         make_engine("mysql://u@h/db")
+
+
+def test_active_naming_referrer_filters_in_sql(uow_factory: SqlUnitOfWorkFactory) -> None:
+    """What a 'who is this referrer?' reply pauses: active enrollments of that campaign that
+    may name that referrer (by the id in the referrer snapshot), nothing else."""
+    c, other = save(uow_factory, "c"), save(uow_factory, "other")
+    rita = {"id": "ref-7", "name": "Rita"}
+    rows = [
+        enrollment("a@x.com", referrer=rita),
+        enrollment("b@x.com", referrer=rita),
+        enrollment("unnamed@x.com", referrer=rita, may_name_referrer=False),
+        enrollment("paused@x.com", EnrollmentState.PAUSED, referrer=rita),
+        enrollment("other-ref@x.com", referrer={"id": "ref-70", "name": "Otto"}),
+        enrollment("no-id@x.com"),
+    ]
+    with uow_factory() as uow:
+        uow.repo.add_enrollments(c.id, rows, NOW)
+        uow.repo.add_enrollments(other.id, [enrollment("elsewhere@x.com", referrer=rita)], NOW)
+        uow.commit()
+    with uow_factory() as uow:
+        found = uow.repo.active_naming_referrer(c.id, "ref-7")
+        none = uow.repo.active_naming_referrer(c.id, "ref-8")
+    assert [e.prospect_email for e in found] == ["a@x.com", "b@x.com"]
+    assert none == []

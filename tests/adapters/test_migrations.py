@@ -36,6 +36,9 @@ TABLES = TABLES_0001 | {
 }
 
 
+INDEXES_ADDED_LATER = {"ix_enrollments_state_paused_until"}  # 0007
+
+
 def table_names(url: str) -> set[str]:
     engine = make_engine(url)
     try:
@@ -105,7 +108,7 @@ def diff_against(url: str, metadata: MetaData) -> list[object]:
 
 
 def test_there_is_one_head() -> None:
-    assert migrate.script_head() == "0005"
+    assert migrate.script_head() == "0007"
 
 
 def test_it_upgrades_downgrades_and_upgrades_again(empty_db_url: str) -> None:
@@ -130,6 +133,34 @@ def test_it_upgrades_downgrades_and_upgrades_again(empty_db_url: str) -> None:
     assert campaign_names(empty_db_url) == ["again"]
 
 
+def test_0007_clears_the_due_time_of_drafted_steps(empty_db_url: str) -> None:
+    """Enrollments drafted before 0007 leave the due index as add_draft now makes them do."""
+    migrate.upgrade(empty_db_url, "0006")
+    add_campaign(empty_db_url, "c")
+    add_draft(empty_db_url, "c")  # p@x.com: step 0 drafted
+    factory = make_uow_factory(empty_db_url)
+    try:
+        with factory() as uow:
+            record = uow.repo.get_campaign("c")
+            assert record is not None
+            uow.repo.add_enrollments(record.id, [enrollment("q@x.com")], NOW)
+            for e in uow.repo.list_enrollments(record.id):  # due, as revision 0006 left them
+                uow.repo.update_enrollment(e.id, NOW, next_due_at=NOW)
+            uow.commit()
+        migrate.upgrade(empty_db_url)
+        with factory() as uow:
+            due = {e.prospect_email: e.next_due_at for e in uow.repo.list_enrollments(record.id)}
+    finally:
+        factory.dispose()
+    assert due == {"p@x.com": None, "q@x.com": NOW}
+    engine = make_engine(empty_db_url)
+    try:
+        indexes = {i["name"] for i in inspect(engine).get_indexes("enrollments")}
+    finally:
+        engine.dispose()
+    assert "ix_enrollments_state_paused_until" in indexes
+
+
 def test_drafts_downgrade_to_0001_and_come_back(empty_db_url: str) -> None:
     """0002 (drafts) goes away and comes back without touching 0001's tables or rows."""
     migrate.upgrade(empty_db_url, "0001")
@@ -138,7 +169,7 @@ def test_drafts_downgrade_to_0001_and_come_back(empty_db_url: str) -> None:
     add_campaign(empty_db_url, "before-drafts")
 
     migrate.upgrade(empty_db_url)
-    assert migrate.current(empty_db_url) == "0005"
+    assert migrate.current(empty_db_url) == "0007"
     assert table_names(empty_db_url) == TABLES
     add_draft(empty_db_url, "before-drafts")
 
@@ -152,6 +183,8 @@ def test_drafts_downgrade_to_0001_and_come_back(empty_db_url: str) -> None:
             copy = table.to_metadata(before_drafts)
             for name in ADDED_LATER.get(table.name, ()):
                 copy._columns.remove(copy.c[name])  # a column a later revision added
+            for index in [i for i in copy.indexes if i.name in INDEXES_ADDED_LATER]:
+                copy.indexes.remove(index)
     assert diff_against(empty_db_url, before_drafts) == []  # 0001's schema, exactly
 
     migrate.upgrade(empty_db_url)

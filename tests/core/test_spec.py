@@ -218,7 +218,10 @@ def test_it_reports_a_folder_given_as_the_campaign_file(folder: Path) -> None:
 def test_it_reports_a_file_that_is_not_utf8(folder: Path) -> None:
     Path("camp.yaml").write_bytes(b"campaign: caf\xe9\n")
     _, errors, _ = load_campaign(Path("camp.yaml"))
-    assert [p.render() for p in errors] == ["camp.yaml: not UTF-8 text (invalid continuation byte)"]
+    assert [p.render() for p in errors] == [
+        "camp.yaml:1:14: not UTF-8 text (byte 0xe9: invalid continuation byte) "
+        "(save the file as UTF-8)"
+    ]
 
 
 # --------------------------------------------------------------------------- YAML level

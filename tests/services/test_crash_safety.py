@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from sequencer.core.states import DraftState
-from sequencer.services.sending import SendConfig, sweep
+from sequencer.services.sending import CLAIM_BATCH, SendConfig, sweep
 from tests.cli_helpers import Cli, init_example
 from tests.smtp_sink import Sink
 
@@ -56,7 +56,8 @@ def test_a_killed_sender_never_sends_twice_and_loses_nothing(
 
     # The sweeper judges what the dead sender left in SENDING; a later run sends the rest.
     report = sweep(uow_factory, SendConfig(env={}), MON + timedelta(minutes=11))
-    assert report.released + report.attention <= 1  # one sender, at most one draft in flight
+    # One sender: at most one claimed batch was in flight, and DATA had started for at most one.
+    assert report.released + report.attention <= CLAIM_BATCH and report.attention <= 1
     cli("tick", "--now", (MON + timedelta(minutes=15)).isoformat())
 
     ids = smtp_sink.handler.message_ids()

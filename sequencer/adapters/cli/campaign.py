@@ -11,6 +11,7 @@ import typer
 from sequencer.adapters.cli import output
 from sequencer.adapters.cli.common import NOW_HELP, draft_config, handle_errors, parse_now, uow
 from sequencer.core.plan import Plan, PlannedEnrollment
+from sequencer.errors import ConflictError
 from sequencer.services import campaigns as svc
 from sequencer.services.checking import CampaignCheck, check_campaign
 from sequencer.services.launch import launch_campaign, plan_campaign
@@ -171,7 +172,16 @@ def launch(
     with output.progress_bar(
         "enrolling", len(check.audience.prospects) if check.audience else None, enabled=not as_json
     ) as update:
-        report = launch_campaign(uow(), check, parse_now(now), progress=update)
+        from sqlalchemy.exc import IntegrityError
+
+        try:
+            report = launch_campaign(uow(), check, parse_now(now), progress=update)
+        except IntegrityError as exc:  # a concurrent launch committed the same rows first
+            raise ConflictError(
+                f"campaign {check.spec.name if check.spec else path}: another `refseq launch` "
+                "stored it at the same moment; this one changed nothing (run it again to see "
+                "the result)"
+            ) from exc
     if as_json:
         output.emit_json(
             {

@@ -68,8 +68,28 @@ def handle_errors(fn: Callable[P, R]) -> Callable[P, R]:
         except SequencerError as exc:
             output.problem(f"error: {exc}")
             raise typer.Exit(1) from None
+        except Exception as exc:
+            if not _database_busy(exc):
+                raise
+            output.problem(
+                "error: the database stayed locked by another refseq process for 30 s; the "
+                "transaction in progress was rolled back (nothing half-done): run it again"
+            )
+            raise typer.Exit(1) from None
 
     return wrapper
+
+
+def _database_busy(exc: Exception) -> bool:
+    """SQLite's "database is locked" after busy_timeout (without importing SQLAlchemy here)."""
+    import sys
+
+    sa_exc = sys.modules.get("sqlalchemy.exc")
+    return (
+        sa_exc is not None
+        and isinstance(exc, sa_exc.OperationalError)
+        and "database is locked" in str(exc)
+    )
 
 
 def jsonable(obj: Any) -> Any:

@@ -39,11 +39,23 @@ def emit_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, indent=2, default=_default, ensure_ascii=False) + "\n")
 
 
+# A text cell starting with one of these is a formula to Excel, LibreOffice and Sheets.
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _cell(value: Any) -> Any:
+    """Text from the campaign's data that looks like a formula is written with a leading
+    apostrophe, so opening the export in a spreadsheet shows it instead of running it."""
+    if isinstance(value, str) and value.startswith(_FORMULA_START):
+        return "'" + value
+    return value
+
+
 def emit_csv(columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
     buf = io.StringIO()
     w = csv.writer(buf)
     w.writerow(columns)
-    w.writerows(rows)
+    w.writerows([_cell(v) for v in row] for row in rows)
     sys.stdout.write(buf.getvalue())
 
 

@@ -210,6 +210,24 @@ class InboxQueries:
         ).all()
         return [_enrollment_record(r) for r in rows]
 
+    def active_naming_referrer(self, campaign_id: int, referrer_id: str) -> list[EnrollmentRecord]:
+        """Filtered in SQL (the referrer's id inside its JSON snapshot), not by reading every
+        active enrollment of the campaign: one flagged referrer costs the same in a campaign
+        of 100k as in one of 100."""
+        from sequencer.adapters.db.repository import _RECORD_COLUMNS, _enrollment_record
+
+        rows = self.session.execute(
+            select(*_RECORD_COLUMNS)
+            .where(
+                ENROLLMENTS.c.campaign_id == campaign_id,
+                ENROLLMENTS.c.state == EnrollmentState.ACTIVE,
+                ENROLLMENTS.c.may_name_referrer.is_(True),
+                ENROLLMENTS.c.referrer["id"].as_string() == referrer_id,
+            )
+            .order_by(ENROLLMENTS.c.id)
+        ).all()
+        return [_enrollment_record(r) for r in rows]
+
     def live_enrollments_on_domain(self, domain: str) -> list[EnrollmentRecord]:
         from sequencer.adapters.db.repository import _RECORD_COLUMNS, _enrollment_record
 

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from functools import cache
 from typing import Any, cast
 
-from sqlalchemy import Table, func, or_, select, update
+from sqlalchemy import Table, bindparam, exists, func, or_, select, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from sequencer.adapters.db.tables import Draft, Mailbox
-from sequencer.core.ports import DraftRecord, DraftView, MailboxState
-from sequencer.core.states import OPEN_DRAFT_STATES, DraftState
+from sequencer.core.ports import DraftEvent, DraftRecord, DraftView, MailboxState, SendRecheck
+from sequencer.core.states import OPEN_DRAFT_STATES, CampaignStatus, DraftState
 
 MAILBOXES = cast(Table, Mailbox.__table__)
 DRAFTS = cast(Table, Draft.__table__)
@@ -45,15 +46,22 @@ class OutboxQueries:
                 update(MAILBOXES).where(MAILBOXES.c.key == key).values(updated_at=now)
             )
         next_send_at = self.session.execute(stmt).scalar_one()
-        moment = func.coalesce(DRAFTS.c.sent_at, DRAFTS.c.claimed_at)
-        count, oldest = self.session.execute(
-            select(func.count(), func.min(moment)).where(
-                DRAFTS.c.mailbox_key == key,
-                DRAFTS.c.state.in_(_COUNTED),
-                moment > now - timedelta(hours=24),
-            )
-        ).one()
-        return MailboxState(key, next_send_at, int(count), _aware(oldest))
+        count, oldest = self._sent_last_24h(key, now)
+        return MailboxState(key, next_send_at, count, oldest)
+
+    def _sent_last_24h(self, key: str, now: datetime) -> tuple[int, datetime | None]:
+        """How many drafts of this mailbox were sent (or claimed, or may have been sent) in the
+        last 24 h, and the oldest such moment (``coalesce(sent_at, claimed_at)``).
+
+        Split so that each half is an index range scan on (mailbox_key, sent_at): the sent ones
+        by ``sent_at``, and the few not sent (yet) by ``claimed_at``. A single ``coalesce`` is
+        not indexable and would read every draft the mailbox ever sent, at every claim.
+        """
+        since = now - timedelta(hours=24)
+        sent_n, sent_min = self.session.execute(_SENT_SINCE, {"key": key, "since": since}).one()
+        open_n, open_min = self.session.execute(_CLAIMED_SINCE, {"key": key, "since": since}).one()
+        oldest = [m for m in (_aware(sent_min), _aware(open_min)) if m is not None]
+        return int(sent_n) + int(open_n), min(oldest) if oldest else None
 
     def set_mailbox_next(self, key: str, next_send_at: datetime, now: datetime) -> None:
         self.session.execute(
@@ -98,6 +106,85 @@ class OutboxQueries:
         if self._dialect() == "postgresql":
             stmt = stmt.with_for_update(skip_locked=True, of=DRAFTS)
         return [_draft_view(row) for row in self.session.execute(stmt).all()]
+
+    def claim_drafts(
+        self, drafts: list[tuple[int, int]], key: str, now: datetime
+    ) -> list[DraftRecord]:
+        from sequencer.adapters.db.repository import _DRAFT_COLUMNS, _draft_record
+
+        if not drafts:
+            return []
+        stmt = (
+            update(DRAFTS)
+            .where(
+                DRAFTS.c.id.in_([draft_id for draft_id, _ in drafts]),  # the primary key
+                tuple_(DRAFTS.c.id, DRAFTS.c.revision).in_(drafts),
+                DRAFTS.c.state == DraftState.APPROVED,
+            )
+            .values(
+                state=DraftState.SENDING,
+                claimed_at=now,
+                mailbox_key=key,
+                attempts=DRAFTS.c.attempts + 1,
+                data_started_at=None,
+                revision=DRAFTS.c.revision + 1,
+                updated_at=now,
+            )
+            .returning(*_DRAFT_COLUMNS)
+        )
+        order = {draft_id: i for i, (draft_id, _) in enumerate(drafts)}
+        rows = [_draft_record(row) for row in self.session.execute(stmt).all()]
+        return sorted(rows, key=lambda d: order[d.id])
+
+    def add_draft_events(self, events: list[DraftEvent]) -> None:
+        from sequencer.adapters.db.repository import _EVENT_COLUMNS, _EVENT_INSERT
+
+        if events:
+            rows = [{c.name: getattr(e, c.name) for c in _EVENT_COLUMNS} for e in events]
+            self.session.execute(_EVENT_INSERT, rows)
+
+    def recheck_before_send(
+        self, enrollment_id: int, campaign_id: int, address: str
+    ) -> SendRecheck | None:
+        from sequencer.adapters.db.repository import (
+            _RECORD_COLUMNS,
+            _enrollment_record,
+            normalize_suppression,
+        )
+
+        key = normalize_suppression(address)
+        params = {
+            "enrollment_id": enrollment_id,
+            "campaign_id": campaign_id,
+            "address": key,
+            "domain": "@" + key.rpartition("@")[2],
+            "sender": address.casefold(),
+        }
+        row = self.session.execute(_recheck_statement(), params).one_or_none()
+        if row is None:
+            return None
+        values = tuple(row)
+        n = len(_RECORD_COLUMNS)
+        raw_status = values[n]
+        return SendRecheck(
+            enrollment=_enrollment_record(cast(Any, values[:n])),
+            campaign_status=None if raw_status is None else CampaignStatus(raw_status),
+            suppressed=bool(values[n + 1]),
+            unread=bool(values[n + 2]),
+        )
+
+    def latest_pending_inbound(self, addresses: list[str]) -> dict[str, datetime]:
+        from sequencer.adapters.db.tables_inbound import InboundMessage
+
+        if not addresses:
+            return {}
+        inbound = cast(Table, InboundMessage.__table__)
+        rows = self.session.execute(
+            select(inbound.c.from_addr, func.max(inbound.c.received_at))
+            .where(inbound.c.from_addr.in_(sorted(set(addresses))), inbound.c.status == "new")
+            .group_by(inbound.c.from_addr)
+        ).all()
+        return {a: at for a, latest in rows if (at := _aware(latest)) is not None}
 
     def stuck_sending(self, claimed_before: datetime) -> list[DraftRecord]:
         from sequencer.adapters.db.repository import _DRAFT_COLUMNS, _draft_record
@@ -147,6 +234,51 @@ class OutboxQueries:
         for campaign_id, n in due:
             out.setdefault(campaign_id, {})["due"] = int(n)
         return out
+
+
+# sent_at is only ever set together with SENT (a terminal state), so this half needs no state
+# filter: SQLite and PostgreSQL count it from the (mailbox_key, sent_at) index alone, without
+# reading a row per message the mailbox sent in the last 24 h.
+_SENT_SINCE = select(func.count(), func.min(DRAFTS.c.sent_at)).where(
+    DRAFTS.c.mailbox_key == bindparam("key"),
+    DRAFTS.c.sent_at > bindparam("since", type_=DRAFTS.c.sent_at.type),
+)
+_CLAIMED_SINCE = select(func.count(), func.min(DRAFTS.c.claimed_at)).where(
+    DRAFTS.c.mailbox_key == bindparam("key"),
+    DRAFTS.c.sent_at.is_(None),
+    DRAFTS.c.claimed_at > bindparam("since", type_=DRAFTS.c.claimed_at.type),
+    DRAFTS.c.state.in_(_COUNTED),
+)
+
+
+@cache
+def _recheck_statement() -> Any:
+    """The enrollment, its campaign's status, whether the address or its domain is suppressed,
+    and whether unread mail from it arrived after the enrollment: one row, one round trip."""
+    from sequencer.adapters.db.repository import (
+        _RECORD_COLUMNS,
+        CAMPAIGNS,
+        ENROLLMENTS,
+        SUPPRESSIONS,
+    )
+    from sequencer.adapters.db.tables_inbound import InboundMessage
+
+    inbound = cast(Table, InboundMessage.__table__)
+    status = select(CAMPAIGNS.c.status).where(CAMPAIGNS.c.id == bindparam("campaign_id"))
+    suppressed = exists().where(
+        SUPPRESSIONS.c.value.in_([bindparam("address"), bindparam("domain")])
+    )
+    unread = exists().where(
+        inbound.c.from_addr == bindparam("sender"),
+        inbound.c.status == "new",
+        inbound.c.received_at > ENROLLMENTS.c.created_at,
+    )
+    return select(
+        *_RECORD_COLUMNS,
+        status.scalar_subquery(),
+        suppressed.label("suppressed"),
+        unread.label("unread"),
+    ).where(ENROLLMENTS.c.id == bindparam("enrollment_id"))
 
 
 def _aware(value: datetime | None) -> datetime | None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import fields
 from datetime import datetime
+from functools import cache
 from itertools import islice
 from typing import Any, cast
 
@@ -14,10 +15,12 @@ from sqlalchemy import (
     Row,
     Select,
     Table,
+    bindparam,
     delete,
     exists,
     func,
     insert,
+    null,
     select,
     update,
 )
@@ -87,8 +90,12 @@ DRAFT_CHANGES = frozenset(
         "sent_at",
         "smtp_reply",
         "last_error",
+        "message",
     }
 )
+# A change to any of these makes the stored message bytes stale (update_draft drops them unless
+# the caller passes the rebuilt ``message``; the sender then builds them at send time).
+_MESSAGE_INPUTS = frozenset({"subject", "text", "html", "headers"})
 ENROLLMENT_CHANGES = frozenset(
     {"state", "steps_done", "next_due_at", "paused_until", "hold_reason", "soft_bounces"}
 )
@@ -162,6 +169,40 @@ def _checked(changes: dict[str, Any], allowed: frozenset[str], what: str) -> dic
     return changes
 
 
+# Statements built once per set of changed columns and executed with parameters: building an
+# UPDATE expression costs more than running it (the sender runs several per message).
+_EVENT_INSERT = insert(DRAFT_EVENTS)
+
+
+@cache
+def _draft_update(keys: tuple[str, ...]) -> Any:
+    revision: ColumnElement[int] = DRAFTS.c.revision
+    values: dict[str, Any] = {k: bindparam(f"v_{k}", type_=DRAFTS.c[k].type) for k in keys}
+    return (
+        update(DRAFTS)
+        .where(
+            DRAFTS.c.id == bindparam("w_id", type_=DRAFTS.c.id.type),
+            revision == bindparam("w_revision", type_=revision.type),
+        )
+        .values(
+            **values,
+            revision=revision + 1,
+            updated_at=bindparam("v_updated_at", type_=DRAFTS.c.updated_at.type),
+        )
+        .returning(*_DRAFT_COLUMNS)
+    )
+
+
+@cache
+def _enrollment_update(keys: tuple[str, ...]) -> Any:
+    values: dict[str, Any] = {k: bindparam(f"v_{k}", type_=ENROLLMENTS.c[k].type) for k in keys}
+    return (
+        update(ENROLLMENTS)
+        .where(ENROLLMENTS.c.id == bindparam("w_id", type_=ENROLLMENTS.c.id.type))
+        .values(**values, updated_at=bindparam("v_updated_at", type_=ENROLLMENTS.c.updated_at.type))
+    )
+
+
 def _suppression(s: SuppressionEntry) -> Suppression:
     return Suppression(value=s.value, reason=s.reason, source=s.source, created_at=s.created_at)
 
@@ -178,6 +219,12 @@ class SqlRepository(OutboxQueries, InboxQueries):
 
     def suppressed_values(self) -> set[str]:
         return {v.casefold() for v in self.session.scalars(select(SuppressionEntry.value))}
+
+    def is_address_suppressed(self, address: str) -> bool:
+        key = normalize_suppression(address)
+        wanted = (key, "@" + key.rpartition("@")[2])
+        stmt = select(SuppressionEntry.id).where(SuppressionEntry.value.in_(wanted)).limit(1)
+        return self.session.execute(stmt).first() is not None
 
     def add_suppression(self, value: str, reason: str, source: str, now: datetime) -> bool:
         """Add ``value`` (an address or ``@domain``); False if it was already suppressed."""
@@ -379,12 +426,10 @@ class SqlRepository(OutboxQueries, InboxQueries):
         """Set ``changes`` (state, steps_done, next_due_at, paused_until, hold_reason) and
         ``updated_at``. NotFound if there is no such enrollment."""
         values = _checked(changes, ENROLLMENT_CHANGES, "update_enrollment")
-        stmt = (
-            update(ENROLLMENTS)
-            .where(ENROLLMENTS.c.id == enrollment_id)
-            .values(**values, updated_at=now)
-        )
-        if _rowcount(self.session.execute(stmt)) != 1:
+        params = {f"v_{k}": v for k, v in values.items()}
+        params.update(w_id=enrollment_id, v_updated_at=now)
+        stmt = _enrollment_update(tuple(sorted(values)))
+        if _rowcount(self.session.execute(stmt, params)) != 1:
             raise NotFound(f"enrollment #{enrollment_id} does not exist")
 
     def due_enrollments(self, now: datetime, limit: int) -> list[EnrollmentRecord]:
@@ -424,9 +469,21 @@ class SqlRepository(OutboxQueries, InboxQueries):
         ``INSERT ... ON CONFLICT (enrollment_id, step_index) DO NOTHING``: the database decides
         between racing inserts, and a lost race leaves the transaction usable (no error, no
         savepoint). Any other conflict (a duplicate ``message_id``) raises IntegrityError.
+
+        The enrollment's ``next_due_at`` is cleared when this is its current step (``steps_done``):
+        the step is drafted, so the enrollment is no longer due (sending sets the next step's due
+        time). That keeps drafts waiting for approval or for the send window out of the
+        ``(state, next_due_at)`` index range that every tick's ``due_enrollments`` walks, so a
+        tick costs the same with 1M enrollments as with 10k.
+
+        The draft is inserted *before* the enrollment row is updated: a tick that loses the race
+        (its list of due enrollments was stale) then never holds the enrollment's row lock while
+        it waits on the other draft's uncommitted index entry. Updating first deadlocked on
+        PostgreSQL against a sender recording that draft's outcome (draft row, then enrollment).
         """
+        e = ENROLLMENTS
         campaign_id = self.session.execute(
-            select(ENROLLMENTS.c.campaign_id).where(ENROLLMENTS.c.id == draft.enrollment_id)
+            select(e.c.campaign_id).where(e.c.id == draft.enrollment_id)
         ).scalar_one_or_none()
         if campaign_id is None:
             raise NotFound(f"enrollment #{draft.enrollment_id} does not exist")
@@ -445,6 +502,11 @@ class SqlRepository(OutboxQueries, InboxQueries):
             .returning(*_DRAFT_COLUMNS)
         )
         row = self.session.execute(stmt).one_or_none()
+        self.session.execute(
+            update(e)
+            .where(e.c.id == draft.enrollment_id, e.c.steps_done == draft.step_index)
+            .values(next_due_at=null())
+        )
         return None if row is None else _draft_record(row)
 
     def get_draft(self, draft_id: int) -> DraftView | None:
@@ -490,19 +552,17 @@ class SqlRepository(OutboxQueries, InboxQueries):
         or None when the draft is missing or its revision moved on (nothing is changed then).
         """
         values = _checked(changes, DRAFT_CHANGES, "update_draft")
-        revision: ColumnElement[int] = DRAFTS.c.revision
-        stmt = (
-            update(DRAFTS)
-            .where(DRAFTS.c.id == draft_id, revision == expected_revision)
-            .values(**values, revision=revision + 1, updated_at=now)
-            .returning(*_DRAFT_COLUMNS)
-        )
-        row = self.session.execute(stmt).one_or_none()
+        if "message" not in values and not _MESSAGE_INPUTS.isdisjoint(values):
+            values["message"] = None
+        params = {f"v_{k}": v for k, v in values.items()}
+        params.update(w_id=draft_id, w_revision=expected_revision, v_updated_at=now)
+        stmt = _draft_update(tuple(sorted(values)))
+        row = self.session.execute(stmt, params).one_or_none()
         return None if row is None else _draft_record(row)
 
     def add_draft_event(self, event: DraftEvent) -> None:
         values = {column.name: getattr(event, column.name) for column in _EVENT_COLUMNS}
-        self.session.execute(insert(DRAFT_EVENTS).values(values))
+        self.session.execute(_EVENT_INSERT, values)
 
     def draft_events(self, draft_id: int) -> list[DraftEvent]:
         """The draft's events in the order they were recorded (by id, not by ``at``).

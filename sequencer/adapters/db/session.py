@@ -13,7 +13,7 @@ from sequencer.adapters.db.repository import SqlRepository
 from sequencer.core.ports import Store
 
 SQLITE_PRAGMAS = (
-    "PRAGMA busy_timeout=5000",  # first: switching a new file to WAL may wait for a lock
+    "PRAGMA busy_timeout=30000",  # first: switching a new file to WAL may wait for a lock
     "PRAGMA foreign_keys=ON",
     "PRAGMA journal_mode=WAL",
     "PRAGMA synchronous=NORMAL",
@@ -36,6 +36,17 @@ def _set_sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
             cursor.execute(pragma)
     finally:
         cursor.close()
+
+
+def _sqlite_manual_begin(dbapi_connection: Any, _record: Any) -> None:
+    dbapi_connection.isolation_level = None  # pysqlite opens no transaction: "begin" does
+
+
+def _sqlite_begin_immediate(connection: Any) -> None:
+    # Take the write lock when the transaction starts, waiting up to busy_timeout for it. A
+    # deferred transaction that reads and then writes fails at once with "database is locked"
+    # (busy_timeout does not apply) whenever another process committed in between.
+    connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def normalize_url(url: str) -> str:
@@ -113,4 +124,10 @@ class SqlUnitOfWorkFactory:
 
 
 def make_uow_factory(url: str) -> SqlUnitOfWorkFactory:
-    return SqlUnitOfWorkFactory(make_engine(url))
+    """Units of work on ``url``; on SQLite each one is a ``BEGIN IMMEDIATE`` transaction, so
+    processes sharing the file take turns (busy_timeout) instead of failing mid-way."""
+    engine = make_engine(url)
+    if engine.dialect.name == "sqlite":
+        event.listen(engine, "connect", _sqlite_manual_begin)
+        event.listen(engine, "begin", _sqlite_begin_immediate)
+    return SqlUnitOfWorkFactory(engine)

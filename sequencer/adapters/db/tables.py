@@ -14,6 +14,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Text,
@@ -61,6 +62,7 @@ class Enrollment(Base):
     __table_args__ = (
         UniqueConstraint("campaign_id", "prospect_key"),
         Index("ix_enrollments_state_next_due_at", "state", "next_due_at"),
+        Index("ix_enrollments_state_paused_until", "state", "paused_until"),  # rev. 0007
         Index("ix_enrollments_prospect_key", "prospect_key"),
     )
 
@@ -141,6 +143,9 @@ class Draft(Base):
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     smtp_reply: Mapped[str | None] = mapped_column(Text)
     last_error: Mapped[str | None] = mapped_column(Text)
+    # Revision 0006: the message bytes (without Date:) built at draft time and on every edit;
+    # the sender adds Date: and sends exactly these. NULL: built at send time (older drafts).
+    message: Mapped[bytes | None] = mapped_column(LargeBinary)
 
 
 class Mailbox(Base):

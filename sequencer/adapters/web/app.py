@@ -91,6 +91,42 @@ class SecurityHeaders:
         await self.app(scope, receive, send_with_headers)
 
 
+#: The largest request body read (an edited draft is at most 100,000 characters, which
+#: URL-encode to under 1 MiB). A larger one is refused with 413 before anything is done.
+MAX_BODY_BYTES = 1 << 20
+_TOO_LARGE = f"Request refused: the form is larger than {MAX_BODY_BYTES // 1024} KiB.\n"
+
+
+class BodyLimit:
+    """413 for a request body over ``limit`` bytes: by its Content-Length without reading it,
+    or (chunked) as soon as the bytes read pass the limit, before the endpoint acts."""
+
+    def __init__(self, app: ASGIApp, limit: int = MAX_BODY_BYTES) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope.get("headers") or ()).get(b"content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > self.limit):
+            await PlainTextResponse(_TOO_LARGE, 413)(scope, receive, send)
+            return
+        read = 0
+
+        async def limited() -> Message:
+            nonlocal read
+            message = await receive()
+            if message["type"] == "http.request":
+                read += len(message.get("body", b""))
+                if read > self.limit:
+                    raise StarletteHTTPException(413, _TOO_LARGE.strip())
+            return message
+
+        await self.app(scope, limited, send)
+
+
 def _utc(moment: object) -> str:
     if isinstance(moment, datetime):
         return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
@@ -198,5 +234,6 @@ def create_app(
     app.add_middleware(
         SessionMiddleware, codec=SessionCodec(settings.secret_key), policy=policy, clock=now
     )
+    app.add_middleware(BodyLimit)
     app.add_middleware(SecurityHeaders)
     return app
