@@ -3,7 +3,7 @@ PY ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: help setup setup-dev demo test lint bench clean
+.PHONY: help setup setup-dev demo test lint bench reliability clean
 
 help:  ## show this help
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -25,9 +25,13 @@ test: setup-dev  ## lint, type-check, layer contract, then the whole test suite 
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -q
+	$(BIN)/python -m benchmarks --quick
 
-bench: setup-dev  ## benchmarks (add ARGS=--large for the big variant)
-	$(BIN)/python benchmarks/launch_bench.py $(ARGS)
+bench: setup-dev  ## every stage vs its raw baseline, SQLite + PostgreSQL (ARGS=--quick|--large, --only STAGE)
+	$(BIN)/python -m benchmarks $(ARGS)
+
+reliability: setup-dev  ## fault + bad-input suite -> docs/reliability.md (ARGS=--soak for the long variant)
+	$(BIN)/python -m tests.reliability_report $(ARGS)
 
 clean:  ## remove the virtualenv and caches
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache demo

@@ -31,7 +31,6 @@ import argparse
 import csv
 import json
 import os
-import random
 import resource
 import shutil
 import sqlite3
@@ -39,7 +38,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -47,96 +45,11 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-EXAMPLE_YAML = ROOT / "sequencer" / "example" / "campaign.yaml"
-NOW = datetime(2026, 11, 23, 14, 0, tzinfo=UTC)  # Monday 09:00 in New York
-CAMPAIGN = "q4-fintech-intros"
+if str(ROOT) not in sys.path:  # run as a script: make ``benchmarks.data`` importable
+    sys.path.insert(0, str(ROOT))
 
-FIRST = ("Ada", "Ben", "Chloe", "Dev", "Elif", "Femi", "Gus", "Hana", "Ivo", "Jun", "Kai", "Lea")
-LAST = ("Park", "Reyes", "Nair", "Dubois", "Tanaka", "Ortiz", "Silva", "Novak", "Berg", "Khan")
-TITLES = ("CEO", "CTO", "CFO", "COO", "VP Engineering", "Head of Data", "CISO", "VP Sales")
-ZONES = ("America/New_York", "America/Chicago", "Europe/London", "Europe/Paris", "Asia/Tokyo", "")
-INDUSTRIES = ("banking", "payments", "lending", "insurance", "wealth")
-PROSPECT_COLUMNS = ("email", "first_name", "last_name", "title", "company", "timezone", "industry")
-REFERRER_COLUMNS = (
-    "id", "name", "email", "title", "company", "is_customer", "nps", "our_strength",
-    "our_context", "consent",
-)  # fmt: skip
-REFERRAL_COLUMNS = ("referrer_id", "prospect_email", "strength", "context")
-CONTEXTS = (
-    "your former colleague at Chase",
-    "sat with you on a fintech panel, last spring",
-    "invested alongside your seed round",
-    'co-authored "Open Banking in Practice" with you',
-    "your board colleague at the Springfield Fintech Guild",
-)
-
-
-# -- data --------------------------------------------------------------------------------------
-
-
-def generate(folder: Path, n: int, seed: int = 2026) -> Path:
-    """The example campaign YAML with N generated prospects; returns the YAML's path."""
-    rng = random.Random(seed)
-    n_referrers = max(20, n // 25)
-    folder.mkdir(parents=True, exist_ok=True)
-    with (folder / "referrers.csv").open("w", newline="", encoding="utf-8") as fh:
-        w = csv.writer(fh)
-        w.writerow(REFERRER_COLUMNS)
-        for r in range(n_referrers):
-            name = f"{rng.choice(FIRST)} {rng.choice(LAST)}"
-            w.writerow(
-                [
-                    f"ref-{r}",
-                    name,
-                    f"referrer{r}@partner{r % 97}.example",
-                    rng.choice(TITLES),
-                    f"Partner {r % 97}",
-                    rng.choice(("yes", "no")),
-                    rng.choice(("", *map(str, range(6, 11)))),
-                    rng.randint(1, 5),
-                    "worked with our CTO for five years at Microsoft",
-                    "yes" if rng.random() < 0.85 else "no",
-                ]
-            )
-    with (
-        (folder / "prospects.csv").open("w", newline="", encoding="utf-8") as pf,
-        (folder / "referrals.csv").open("w", newline="", encoding="utf-8") as rf,
-    ):
-        pw, rw = csv.writer(pf), csv.writer(rf)
-        pw.writerow(PROSPECT_COLUMNS)
-        rw.writerow(REFERRAL_COLUMNS)
-        for i in range(n):
-            email = f"prospect{i}@company{i % 5003}.example"
-            pw.writerow(
-                [
-                    email,
-                    rng.choice(FIRST),
-                    rng.choice(LAST),
-                    rng.choice(TITLES),
-                    f"Company {i % 5003}",
-                    rng.choice(ZONES),
-                    rng.choice(INDUSTRIES),
-                ]
-            )
-            for r in rng.sample(range(n_referrers), rng.choice((1, 1, 1, 2, 2, 3))):
-                rw.writerow([f"ref-{r}", email, rng.randint(1, 5), rng.choice(CONTEXTS)])
-    text = EXAMPLE_YAML.read_text(encoding="utf-8")
-    data_line = (
-        "data:\n  prospects: prospects.csv\n  referrers: referrers.csv\n"
-        "  referrals: referrals.csv\n"
-    )
-    assert data_line in text, "the example campaign's data block changed; update the benchmark"
-    text = text.replace(
-        data_line,
-        "data:\n"
-        f"  prospects: {folder / 'prospects.csv'}\n"
-        f"  referrers: {folder / 'referrers.csv'}\n"
-        f"  referrals: {folder / 'referrals.csv'}\n",
-    )
-    yaml = folder / "campaign.yaml"
-    yaml.write_text(text, encoding="utf-8")
-    return yaml
-
+# The generated campaign and the fresh PostgreSQL databases are shared with python -m benchmarks.
+from benchmarks.data import CAMPAIGN, NOW, fresh_pg, generate, libpq_url  # noqa: E402
 
 # -- measuring (in the child process) ----------------------------------------------------------
 
@@ -237,28 +150,6 @@ def phase_check(rec: Recorder, folder: Path, n: int, render: bool) -> None:
         check = _check(folder / "campaign.yaml", render)
         assert check.launchable, [p.render() for p in check.problems[:5]]
         row["detail"] = f"{len(check.row_problems)} row problems"
-
-
-def libpq_url(url: str) -> str:
-    from sqlalchemy import make_url
-
-    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
-
-
-@contextmanager
-def fresh_pg(admin_url: str) -> Iterator[str]:
-    """A new, empty PostgreSQL database (dropped afterwards); yields its SQLAlchemy URL."""
-    import psycopg
-    from sqlalchemy import make_url
-
-    name = f"refseq_bench_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(libpq_url(admin_url), autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield make_url(admin_url).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with psycopg.connect(libpq_url(admin_url), autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def seed_outcomes(uow_factory: Any) -> dict[str, int]:
