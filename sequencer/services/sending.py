@@ -593,10 +593,8 @@ def due_mailboxes(uow_factory: UowFactory, now: datetime) -> list[str]:
     """Mailboxes with at least one approved draft due now (what the dispatcher fans out)."""
     groups = _mailboxes(uow_factory)
     with uow_factory() as uow:
-        counts = uow.repo.outbox_counts(now)
-    return [
-        key for key, specs in groups.items() if any(counts.get(c, {}).get("due") for c in specs)
-    ]
+        due = uow.repo.campaigns_with_due_drafts(now)
+    return [key for key, specs in groups.items() if due.intersection(specs)]
 
 
 # A mailer for one mailbox, held exclusively while the block runs; None when another thread

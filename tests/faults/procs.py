@@ -146,11 +146,15 @@ def child_env(db_url: str, **extra: str) -> dict[str, str]:
     return env
 
 
-def wait_until(predicate: Any, timeout: float, what: str, poll: float = 0.02) -> None:
+def wait_until(
+    predicate: Any, timeout: float, what: str, poll: float = 0.02, detail: Any = None
+) -> None:
+    """Poll ``predicate`` until true; on timeout fail with ``detail()`` (a log tail) attached."""
     deadline = time.monotonic() + timeout
     while not predicate():
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
+            extra = f"\n{detail()}" if detail is not None else ""
+            raise AssertionError(f"timed out after {timeout:g}s waiting for {what}{extra}")
         time.sleep(poll)
 
 

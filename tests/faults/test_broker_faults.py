@@ -158,7 +158,12 @@ def test_redis_restarted_mid_run_changes_nothing(
             time.sleep(0.1)
         redis_server.start()  # same port, empty
     # The worker noticed, and came back: what is left goes through the new broker.
-    wait_until(lambda: run.log().count("Connected to redis://") >= 2, 60, "the reconnection")
+    wait_until(
+        lambda: run.log().count("Connected to redis://") >= 2,
+        60,
+        "the reconnection",
+        detail=lambda: run.log()[-4000:],
+    )
     lost_connection = run.log().count("Connection to broker lost")
     got = run.finish()
     a = audit(uow_factory, smtp_sink.handler)

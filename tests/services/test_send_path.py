@@ -27,7 +27,7 @@ from sequencer.core.states import DraftState
 from sequencer.errors import ConfigError
 from sequencer.services import approval
 from sequencer.services.runner import Deps, run_pass
-from sequencer.services.sending import CLAIM_BATCH, SendConfig, send_due, sweep
+from sequencer.services.sending import CLAIM_BATCH, SendConfig, due_mailboxes, send_due, sweep
 from tests.cli_helpers import Cli, init_example
 from tests.smtp_sink import Sink
 
@@ -263,6 +263,21 @@ def test_the_runner_sends_from_several_mailboxes_at_once_each_on_its_own_session
         box = r.rcpt_tos[0].split("-p")[0]
         per_box[box] = per_box.get(box, 0) + 1
     assert per_box == {f"camp{i}": 6 for i in range(4)}
+
+
+def test_the_dispatcher_fans_out_only_to_mailboxes_with_approved_drafts_due(
+    cli, tmp_path, smtp_sink, uow_factory, deps
+):
+    for i, auto in enumerate(["yes", "yes", "no"]):
+        launch(cli, tmp_path, smtp_sink, name=f"camp{i}", n=3, user=f"rep{i}", auto=auto)
+    run_pass(deps(), MON, ["draft"])
+    box = [f"rep{i}@127.0.0.1:{smtp_sink.port}" for i in range(3)]
+    assert len(drafts(uow_factory, DraftState.PENDING_APPROVAL)) == 3  # camp2 awaits its rep
+    assert due_mailboxes(uow_factory, MON - timedelta(days=1)) == []  # nothing due yet
+    assert sorted(due_mailboxes(uow_factory, MON)) == box[:2]
+
+    send_due(uow_factory, deps().mailer, SendConfig(env={}), MON, only_mailbox=box[0])
+    assert due_mailboxes(uow_factory, MON) == [box[1]]  # what is sent is no longer due
 
 
 def test_send_concurrency_setting() -> None:

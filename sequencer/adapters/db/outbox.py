@@ -235,6 +235,16 @@ class OutboxQueries:
             out.setdefault(campaign_id, {})["due"] = int(n)
         return out
 
+    def campaigns_with_due_drafts(self, now: datetime) -> set[int]:
+        # A range scan of the (state, due_at) index over approved-and-due drafts only: what the
+        # dispatcher runs every minute must not read the whole (ever-growing) drafts table.
+        rows = self.session.execute(
+            select(DRAFTS.c.campaign_id)
+            .where(DRAFTS.c.state == DraftState.APPROVED, DRAFTS.c.due_at <= now)
+            .distinct()
+        )
+        return {int(campaign_id) for (campaign_id,) in rows}
+
 
 # sent_at is only ever set together with SENT (a terminal state), so this half needs no state
 # filter: SQLite and PostgreSQL count it from the (mailbox_key, sent_at) index alone, without
