@@ -28,7 +28,11 @@ from sqlalchemy.pool import NullPool
 from sequencer.adapters.db.migrate import upgrade
 from sequencer.adapters.db.session import SqlUnitOfWorkFactory, make_uow_factory
 
-pytest_plugins = ["tests.smtp_sink", "tests.dovecot_fixtures", "tests.reliability"]  # smtp_sink, dovecot, imap_user
+pytest_plugins = [
+    "tests.smtp_sink",
+    "tests.dovecot_fixtures",
+    "tests.reliability",
+]  # smtp_sink, dovecot, imap_user
 
 PG_CANDIDATES = (
     "postgresql+psycopg://postgres@127.0.0.1:5432/test",

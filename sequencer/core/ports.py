@@ -127,6 +127,7 @@ class Repository(Protocol):
     def replied_anywhere(self) -> dict[str, str]:
         """prospect_key → campaign name, for everyone who ever replied (never re-enrolled)."""
         ...
+
     def add_enrollments(
         self,
         campaign_id: int,

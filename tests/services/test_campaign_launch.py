@@ -207,9 +207,14 @@ def test_someone_who_replied_is_never_enrolled_again(cli, uow_factory, tmp_path)
         uow.commit()
     cli("campaign", "stop", "q4-fintech-intros")  # nothing is live any more
     other = init_example(cli, tmp_path / "other")
-    other.write_text(other.read_text().replace("campaign: q4-fintech-intros", "campaign: q1-followups"))
+    other.write_text(
+        other.read_text().replace("campaign: q4-fintech-intros", "campaign: q1-followups")
+    )
     report = cli.json("launch", str(other), "--now", NOW)
     assert report["enrolled"] == 5
     (excluded,) = report["excluded"]
-    assert (excluded["email"], excluded["reason"]) == ("elena.park@northbank.example", "already_replied")
+    assert (excluded["email"], excluded["reason"]) == (
+        "elena.park@northbank.example",
+        "already_replied",
+    )
     assert "already replied to campaign 'q4-fintech-intros'" in excluded["detail"]
