@@ -68,7 +68,33 @@ class Run:
         cli("launch", str(yaml))  # the tasks read the real clock
         self.env = child_env(db_url, REFSEQ_BROKER_URL=redis.url(), **env)
         self.pub = Publisher(redis.url())
+        self.concurrency = concurrency
         self.worker = start_worker(spawner, self.env, f"{name}-w", concurrency)
+        self.workers = [self.worker]
+        self.deaths: list[str] = []  # why each worker we had to restart stopped
+
+    def supervise(self) -> None:
+        """What the deployment's supervisor does (docker-compose ``restart: unless-stopped``,
+        systemd ``Restart=always``): a worker that exited, or that Celery gave up on
+        ("Unrecoverable error"), is replaced. Each death is reported, never hidden."""
+        text = self.procs.logs[self.worker.pid].read_text(errors="replace")
+        fatal = re.search(r"Unrecoverable error: (.{0,120})", text)
+        if self.worker.poll() is None and fatal is None:
+            return
+        why = fatal.group(1) if fatal else f"exit code {self.worker.returncode}"
+        self.deaths.append(why)
+        assert len(self.deaths) <= 5, f"the worker keeps dying: {self.deaths}\n{text[-3000:]}"
+        self.procs.kill(self.worker)
+        self.worker = start_worker(self.procs, self.env, f"{self.name}-w", self.concurrency)
+        self.workers.append(self.worker)
+
+    def deaths_note(self) -> str:
+        if not self.deaths:
+            return ""
+        return (
+            f"; the worker died {len(self.deaths)} time(s) ({'; '.join(self.deaths)}) and was "
+            "restarted as its supervisor would"
+        )
 
     def tick(self) -> None:
         """What beat does every minute, faster."""
@@ -80,8 +106,8 @@ class Run:
     ) -> None:
         deadline = time.monotonic() + 90
         while len(self.sink.handler.received) < count:
+            self.supervise()
             (during or self.tick)()
-            assert self.worker.poll() is None, self.procs.log_tail(self.worker)
             assert time.monotonic() < deadline, self.stuck()
             time.sleep(every)
 
@@ -101,18 +127,24 @@ class Run:
         return "\n".join(lines[:10]) + "\n" + self.procs.log_tail(self.worker, 10)
 
     def finish(self, publish: Callable[[], None] | None = None) -> dict[tuple[str, int], Any]:
+        def supervised() -> None:
+            self.supervise()
+            (publish or self.tick)()
+
         try:
             counts = drain(
-                self.pub, self.uow_factory, self.sink, N, campaign=self.name, publish=publish
+                self.pub, self.uow_factory, self.sink, N, campaign=self.name, publish=supervised
             )
             assert set(counts) == {"sent"}, counts
         finally:
             self.pub.close()
-            self.procs.kill(self.worker)
+            for worker in self.workers:
+                self.procs.kill(worker)
         return outcome(self.uow_factory, self.sink.handler, self.name)
 
     def log(self) -> str:
-        return self.procs.logs[self.worker.pid].read_text(errors="replace")
+        """Every worker's log, in order (one, unless a worker had to be restarted)."""
+        return "".join(self.procs.logs[w.pid].read_text(errors="replace") for w in self.workers)
 
 
 def clean_outcome(
@@ -157,17 +189,18 @@ def test_redis_restarted_mid_run_changes_nothing(
             lost_publishes += not run.pub.send("refseq.dispatch_sends")
             time.sleep(0.1)
         redis_server.start()  # same port, empty
-    # The worker noticed, and came back: what is left goes through the new broker.
-    wait_until(
-        lambda: run.log().count("Connected to redis://") >= 2,
-        60,
-        "the reconnection",
-        detail=lambda: run.log()[-4000:],
-    )
+
+    # The worker noticed, and came back (or died and its supervisor restarted it): what is
+    # left goes through the new broker.
+    def reconnected() -> bool:
+        run.supervise()
+        return run.log().count("Connected to redis://") >= 2
+
+    wait_until(reconnected, 60, "the reconnection", detail=lambda: run.log()[-4000:])
     lost_connection = run.log().count("Connection to broker lost")
     got = run.finish()
     a = audit(uow_factory, smtp_sink.handler)
-    reconnects = run.log().count("Connected to redis://") - 1
+    reconnects = run.log().count("Connected to redis://") - len(run.workers)
     same = got == clean
     reliability.record(
         "broker",
@@ -178,11 +211,11 @@ def test_redis_restarted_mid_run_changes_nothing(
         wrong_sends=a.wrong_sends,
         outcome=f"outcome {'identical to' if same else 'DIFFERENT from'} a clean run; the worker "
         f"lost the broker {lost_connection} time(s) and reconnected {reconnects} time(s); "
-        f"{lost_publishes} publishes failed while Redis was down",
+        f"{lost_publishes} publishes failed while Redis was down{run.deaths_note()}",
     )
     assert a.duplicates == a.lost == a.wrong_sends == 0, a.problems
     assert same, {k: (v, clean.get(k)) for k, v in got.items() if v != clean.get(k)}
-    assert lost_connection >= 1 and reconnects >= 1, run.log()[-3000:]
+    assert lost_connection >= 1 and (reconnects >= 1 or run.deaths), run.log()[-3000:]
 
 
 @PG_ONLY
@@ -230,7 +263,7 @@ def test_lost_queue_messages_change_nothing(
         lost=a.lost,
         wrong_sends=a.wrong_sends,
         outcome=f"{destroyed} task messages destroyed; outcome "
-        f"{'identical to' if same else 'DIFFERENT from'} a clean run",
+        f"{'identical to' if same else 'DIFFERENT from'} a clean run{run.deaths_note()}",
     )
     assert a.duplicates == a.lost == a.wrong_sends == 0, a.problems
     assert same, {k: (v, clean.get(k)) for k, v in got.items() if v != clean.get(k)}
@@ -281,7 +314,8 @@ def test_the_same_task_delivered_twice_changes_nothing(
         lost=a.lost,
         wrong_sends=a.wrong_sends,
         outcome=f"{len(received)} task ids delivered {deliveries} times; {len(failures)} "
-        f"task(s) failed; outcome {'identical to' if same else 'DIFFERENT from'} a clean run",
+        f"task(s) failed; outcome {'identical to' if same else 'DIFFERENT from'} a clean run"
+        f"{run.deaths_note()}",
     )
     assert a.duplicates == a.lost == a.wrong_sends == 0, a.problems
     assert same, {k: (v, clean.get(k)) for k, v in got.items() if v != clean.get(k)}
