@@ -12,6 +12,9 @@ from typing import Any
 from celery import Celery
 
 from sequencer.config import Settings, env_int
+from workers import broker
+
+broker.install()  # before any connection resolves the redis:// transport
 
 
 def transport_options() -> dict[str, int]:
