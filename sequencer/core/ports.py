@@ -104,6 +104,11 @@ class Repository(Protocol):
 
     # campaigns
     def get_campaign(self, name: str) -> CampaignRecord | None: ...
+    def campaign_records(self) -> list[CampaignRecord]:
+        """Every campaign by name, without the enrollment counts of ``list_campaigns`` (what
+        the workers need every minute, at the cost of the campaigns table alone)."""
+        ...
+
     def save_campaign(
         self, name: str, source: str, spec_hash: str, spec: dict[str, Any], now: datetime
     ) -> tuple[CampaignRecord, bool]:

@@ -99,11 +99,11 @@ def _accounts(
 ) -> dict[str, ImapAccount]:
     accounts: dict[str, ImapAccount] = {}
     with uow_factory() as uow:
-        for summary in uow.repo.list_campaigns():
-            if summary.campaign.status is CampaignStatus.STOPPED:
+        for campaign in uow.repo.campaign_records():
+            if campaign.status is CampaignStatus.STOPPED:
                 continue
             try:
-                account = imap_account(spec_from_json(summary.campaign.spec), env)
+                account = imap_account(spec_from_json(campaign.spec), env)
             except ConfigError as exc:
                 report.errors.append(str(exc))
                 continue

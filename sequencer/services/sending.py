@@ -581,8 +581,7 @@ def _on_permanent(
 def _mailboxes(uow_factory: UowFactory) -> dict[str, dict[int, CampaignSpec]]:
     groups: dict[str, dict[int, CampaignSpec]] = {}
     with uow_factory() as uow:
-        for summary in uow.repo.list_campaigns():
-            c = summary.campaign
+        for c in uow.repo.campaign_records():
             if c.status is not CampaignStatus.STOPPED:
                 spec = spec_from_json(c.spec)
                 groups.setdefault(mailbox_key(spec), {})[c.id] = spec

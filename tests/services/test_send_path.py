@@ -278,6 +278,8 @@ def test_the_dispatcher_fans_out_only_to_mailboxes_with_approved_drafts_due(
 
     send_due(uow_factory, deps().mailer, SendConfig(env={}), MON, only_mailbox=box[0])
     assert due_mailboxes(uow_factory, MON) == [box[1]]  # what is sent is no longer due
+    cli("campaign", "stop", "camp1")
+    assert due_mailboxes(uow_factory, MON) == []  # a stopped campaign's mailbox is left alone
 
 
 def test_send_concurrency_setting() -> None:

@@ -303,6 +303,12 @@ class SqlRepository(OutboxQueries, InboxQueries):
         found.updated_at = now
         self.session.flush()
 
+    def campaign_records(self) -> list[CampaignRecord]:
+        return [
+            _campaign_record(c)
+            for c in self.session.scalars(select(Campaign).order_by(Campaign.name))
+        ]
+
     def list_campaigns(self) -> list[CampaignSummary]:
         campaigns = list(self.session.scalars(select(Campaign).order_by(Campaign.name)))
         by_state: dict[int, dict[str, int]] = {c.id: {} for c in campaigns}

@@ -109,7 +109,7 @@ class Draft(Base):
         # ticks racing on the same step cannot both insert (see SqlRepository.add_draft).
         UniqueConstraint("enrollment_id", "step_index"),
         Index("ix_drafts_state_due_at", "state", "due_at"),
-        Index("ix_drafts_campaign_id_state", "campaign_id", "state"),
+        Index("ix_drafts_campaign_id_state_due_at", "campaign_id", "state", "due_at"),  # 0008
         Index("ix_drafts_mailbox_key_sent_at", "mailbox_key", "sent_at"),
     )
 
