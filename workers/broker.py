@@ -77,5 +77,10 @@ class Transport(kombu_redis.Transport):
 
 def install() -> None:
     """Make ``redis://`` and ``rediss://`` broker URLs use :class:`Transport`."""
+    import kombu.transport
+
+    # kombu caches each name's class on first use: forget what was resolved before this ran.
+    cache: dict[str | None, Any] = getattr(kombu.transport, "_transport_cache", {})
     for scheme in ("redis", "rediss"):
         TRANSPORT_ALIASES[scheme] = f"{__name__}:Transport"
+        cache.pop(scheme, None)

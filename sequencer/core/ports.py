@@ -229,8 +229,11 @@ class DraftRepository(Protocol):
         ...
 
     def drafts_of(self, enrollment_id: int) -> list[DraftRecord]: ...
-    def add_draft(self, draft: NewDraft, now: datetime) -> DraftRecord | None:
-        """Insert; None when (enrollment, step) already has a draft (enforced by the DB)."""
+    def add_draft(
+        self, draft: NewDraft, now: datetime, campaign_id: int | None = None
+    ) -> DraftRecord | None:
+        """Insert; None when (enrollment, step) already has a draft (enforced by the DB).
+        ``campaign_id``, when the caller has the enrollment at hand, saves looking it up."""
         ...
 
     def get_draft(self, draft_id: int) -> DraftView | None: ...

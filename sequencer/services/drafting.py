@@ -32,26 +32,30 @@ def _draft_one(
     cfg: DraftConfig,
     now: datetime,
     report: DraftingReport,
+    events: list[DraftEvent],
 ) -> None:
     index = enrollment.steps_done
-    if step_of(spec, enrollment, index) is None:
+    step = step_of(spec, enrollment, index)
+    if step is None:
         return  # the sequence is finished; sending marks it completed
     due = enrollment.next_due_at or now
-    earlier = uow.repo.drafts_of(enrollment.id)
+    # Earlier drafts only matter to thread a follow-up on what was sent: a first step, or a
+    # step that starts its own thread, saves the query.
+    earlier = uow.repo.drafts_of(enrollment.id) if index and step.thread else []
     try:
         draft = build_draft(spec, enrollment, enrollment.id, index, earlier, cfg, due)
     except (RenderError, ValueError) as exc:
         # Nothing half-rendered is ever stored: report it, retry on the next tick.
         report.errors.append((enrollment.prospect_email, f"step {index + 1}: {exc}"))
         return
-    record = uow.repo.add_draft(draft, now)
+    record = uow.repo.add_draft(draft, now, enrollment.campaign_id)
     if record is None:
         return  # another tick drafted it first
     report.created += 1
     if record.state is DraftState.APPROVED:
         report.auto_approved += 1
     after: dict[str, Any] = {"state": record.state.value, "subject": record.subject}
-    uow.repo.add_draft_event(DraftEvent(record.id, SYSTEM, "created", {}, after, now))
+    events.append(DraftEvent(record.id, SYSTEM, "created", {}, after, now))
 
 
 def draft_due(
@@ -72,11 +76,14 @@ def draft_due(
             due = [e for e in fetched if e.id not in seen]
             if not due:
                 return report
+            events: list[DraftEvent] = []  # one statement per batch, not one per draft
             for enrollment in due:
                 seen.add(enrollment.id)
                 if enrollment.campaign_id not in specs:
                     campaign = uow.repo.campaign_by_id(enrollment.campaign_id)
                     assert campaign is not None
                     specs[enrollment.campaign_id] = spec_from_json(campaign.spec)
-                _draft_one(uow, specs[enrollment.campaign_id], enrollment, cfg, now, report)
+                spec = specs[enrollment.campaign_id]
+                _draft_one(uow, spec, enrollment, cfg, now, report, events)
+            uow.repo.add_draft_events(events)
             uow.commit()

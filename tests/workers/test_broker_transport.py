@@ -25,15 +25,18 @@ QUEUE = Queue("refseq-transport-test", Exchange("refseq-transport-test"), "t")
 
 @pytest.fixture
 def installed() -> Iterator[None]:
-    from kombu.transport import TRANSPORT_ALIASES
+    import kombu.transport
+    from kombu.transport import TRANSPORT_ALIASES, get_transport_cls
 
     before = dict(TRANSPORT_ALIASES)
+    get_transport_cls("redis")  # resolved (and cached) before install: install must win
     broker.install()
     try:
         yield
     finally:
         TRANSPORT_ALIASES.clear()
         TRANSPORT_ALIASES.update(before)
+        kombu.transport._transport_cache.clear()
 
 
 def _holding_one_unacked(url: str, transport: Any) -> tuple[Connection, Any]:

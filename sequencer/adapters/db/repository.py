@@ -469,7 +469,9 @@ class SqlRepository(OutboxQueries, InboxQueries):
         )
         return [_draft_record(row) for row in self.session.execute(stmt).all()]
 
-    def add_draft(self, draft: NewDraft, now: datetime) -> DraftRecord | None:
+    def add_draft(
+        self, draft: NewDraft, now: datetime, campaign_id: int | None = None
+    ) -> DraftRecord | None:
         """Insert at revision 1; None when (enrollment, step) already has a draft.
 
         ``INSERT ... ON CONFLICT (enrollment_id, step_index) DO NOTHING``: the database decides
@@ -488,9 +490,10 @@ class SqlRepository(OutboxQueries, InboxQueries):
         PostgreSQL against a sender recording that draft's outcome (draft row, then enrollment).
         """
         e = ENROLLMENTS
-        campaign_id = self.session.execute(
-            select(e.c.campaign_id).where(e.c.id == draft.enrollment_id)
-        ).scalar_one_or_none()
+        if campaign_id is None:  # else the drafts' foreign keys still refuse a wrong enrollment
+            campaign_id = self.session.execute(
+                select(e.c.campaign_id).where(e.c.id == draft.enrollment_id)
+            ).scalar_one_or_none()
         if campaign_id is None:
             raise NotFound(f"enrollment #{draft.enrollment_id} does not exist")
         values = {name: getattr(draft, name) for name in _NEW_DRAFT_FIELDS}
