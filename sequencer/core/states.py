@@ -9,6 +9,7 @@ Enrollment::
                         │  ├──stop──▶ stopped
                         │  └──pause──▶ paused ──resume──▶ active
     held/paused ──stop──▶ stopped
+    active/paused ──hold──▶ held   (mail a person must read first: ``refseq held`` / ``release``)
 
 Campaign::
 
@@ -44,6 +45,10 @@ LIVE_ENROLLMENT_STATES = frozenset(
     {EnrollmentState.HELD, EnrollmentState.ACTIVE, EnrollmentState.PAUSED}
 )
 
+# States in which the drafts already made wait (approved, not sent, not cancelled) until the
+# enrollment is active again: an out-of-office pause, or a hold for a person's decision.
+WAITING_ENROLLMENT_STATES = frozenset({EnrollmentState.PAUSED, EnrollmentState.HELD})
+
 ENROLLMENT_TRANSITIONS: dict[tuple[EnrollmentState, str], EnrollmentState] = {
     (EnrollmentState.HELD, "release"): EnrollmentState.ACTIVE,
     (EnrollmentState.HELD, "stop"): EnrollmentState.STOPPED,
@@ -53,6 +58,8 @@ ENROLLMENT_TRANSITIONS: dict[tuple[EnrollmentState, str], EnrollmentState] = {
     (EnrollmentState.ACTIVE, "finish"): EnrollmentState.COMPLETED,
     (EnrollmentState.ACTIVE, "stop"): EnrollmentState.STOPPED,
     (EnrollmentState.ACTIVE, "pause"): EnrollmentState.PAUSED,
+    (EnrollmentState.ACTIVE, "hold"): EnrollmentState.HELD,
+    (EnrollmentState.PAUSED, "hold"): EnrollmentState.HELD,
     (EnrollmentState.PAUSED, "resume"): EnrollmentState.ACTIVE,
     (EnrollmentState.PAUSED, "reply"): EnrollmentState.REPLIED,
     (EnrollmentState.PAUSED, "bounce"): EnrollmentState.BOUNCED,

@@ -104,7 +104,8 @@ def held_enrollments(uow_factory: UowFactory, campaign: str | None = None) -> li
 
 
 def release(uow_factory: UowFactory, enrollment_id: int, now: datetime) -> datetime:
-    """A rep releases a held enrollment: its first step is due at the next slot of the window."""
+    """A rep releases a held enrollment: its next step is due at the next slot of the window
+    (a step already drafted and approved while it was held goes out then)."""
     with uow_factory() as uow:
         e = uow.repo.get_enrollment(enrollment_id)
         if e is None:

@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, time, timedelta
 from email.utils import parseaddr
+from typing import Any
 
 from sequencer.core.drafts import DraftConfig
 from sequencer.core.inbound import (
@@ -36,7 +37,7 @@ from sequencer.core.ports import (
     UnitOfWork,
 )
 from sequencer.core.specjson import spec_from_json
-from sequencer.core.states import CampaignStatus, EnrollmentState
+from sequencer.core.states import CampaignStatus, EnrollmentState, enrollment_transition
 from sequencer.errors import ConfigError, SequencerError
 from sequencer.services.sending import stop_enrollment
 
@@ -206,10 +207,31 @@ def process(
                 report.unhandled += 1
 
 
+def _hold_reason(text: str) -> str:
+    """Inbound text made safe to show in a list: one line, bounded."""
+    return " ".join(text.split())[:300]
+
+
+def _hold(repo: Store, enrollment: EnrollmentRecord, reason: str, now: datetime) -> bool:
+    """Hold a going enrollment for a person (``refseq held`` lists it, ``refseq release``
+    continues it); its approved drafts wait. False if it had already ended or was held."""
+    if enrollment.state not in (EnrollmentState.ACTIVE, EnrollmentState.PAUSED):
+        return False
+    enrollment_transition(enrollment.state, "hold")
+    repo.update_enrollment(
+        enrollment.id,
+        now,
+        state=EnrollmentState.HELD,
+        paused_until=None,
+        hold_reason=_hold_reason(reason),
+    )
+    return True
+
+
 def _hold_for_human(
     repo: Store, record: InboundRecord, raw: bytes, error: str, now: datetime
 ) -> None:
-    """Unhandled: kept and listed; the sender's next step waits until a human looks."""
+    """Unhandled: kept and listed; the sender's enrollment is held until a human looks."""
     enrollment = None
     try:
         parsed = parse_inbound(raw)
@@ -217,8 +239,8 @@ def _hold_for_human(
         enrollment = candidates[0] if candidates else None
     except Exception:
         parsed = None
-    if enrollment is not None and enrollment.state is EnrollmentState.ACTIVE:
-        repo.update_enrollment(enrollment.id, now, state=EnrollmentState.PAUSED, paused_until=None)
+    if enrollment is not None:
+        _hold(repo, enrollment, f"inbound #{record.id} needs a person: {error}", now)
     repo.update_inbound(
         record.id,
         status="unhandled",
@@ -228,6 +250,11 @@ def _hold_for_human(
     )
 
 
+def _thread_enrollment(repo: Store, parsed: ParsedInbound) -> EnrollmentRecord | None:
+    draft = repo.draft_by_message_ids([*parsed.in_reply_to, *parsed.references])
+    return None if draft is None else repo.get_enrollment(draft.enrollment_id)
+
+
 def match(
     repo: Store, parsed: ParsedInbound, verdict: Verdict
 ) -> tuple[EnrollmentRecord | None, str]:
@@ -235,7 +262,8 @@ def match(
 
     Anyone can write our Message-ID into In-Reply-To: a thread match from someone who is not
     the prospect (nor on the prospect's domain) and is not a bounce is only a hint for a human
-    (``thread-other-sender``); it never acts on that prospect's enrollment.
+    (``thread-other-sender``): it never stops, suppresses or hands off that prospect, but the
+    prospect's sequence is held until a person has looked (``_hold_thread_reply``).
     """
     draft = repo.draft_by_message_ids([*parsed.in_reply_to, *parsed.references])
     if draft is not None:
@@ -243,7 +271,7 @@ def match(
         bounce = verdict.klass in (InboundClass.HARD_BOUNCE, InboundClass.SOFT_BOUNCE)
         if enrollment is None or bounce or _same_party(parsed.from_addr, enrollment.prospect_key):
             return enrollment, "in-reply-to"
-        return None, "thread-other-sender"
+        return None, "thread-other-sender"  # see _hold_thread_reply
     if verdict.klass in (InboundClass.HARD_BOUNCE, InboundClass.SOFT_BOUNCE):
         draft = repo.draft_by_message_ids(parsed.returned_message_ids)
         if draft is not None:
@@ -309,6 +337,10 @@ def _handle(
         repo.update_inbound(record.id, **common)
         report.unhandled += 1
         return
+    if enrollment is None and how == "thread-other-sender":
+        _hold_thread_reply(repo, record, parsed, now, common)
+        report.unhandled += 1
+        return
     if enrollment is None:
         repo.update_inbound(record.id, status="unmatched", handled_at=now, **common)
         report.unmatched += 1
@@ -318,6 +350,30 @@ def _handle(
         record.id, status="handled", handled_at=now, enrollment_id=enrollment.id, **common
     )
     report.handled[verdict.klass.value] = report.handled.get(verdict.klass.value, 0) + 1
+
+
+def _hold_thread_reply(
+    repo: Store, record: InboundRecord, parsed: ParsedInbound, now: datetime, common: dict[str, Any]
+) -> None:
+    """A reply on a prospect's thread from another domain: the prospect writing from another
+    address (personal mail, a forward), or someone who copied our Message-ID. Acting on it
+    could stop a sequence for a stranger; ignoring it could email someone who already replied.
+    So the prospect's sequence is held, nothing else is done, and a person decides
+    (``refseq inbox --unhandled``, then ``refseq release`` or ``refseq suppress add``)."""
+    enrollment = _thread_enrollment(repo, parsed)
+    sender = _hold_reason(parsed.from_addr or "an unknown sender")
+    why = f"a reply on this prospect's thread came from {sender}, another domain"
+    if enrollment is not None:
+        _hold(
+            repo, enrollment, f"{why} (inbound #{record.id}): release it if that was not them", now
+        )
+    repo.update_inbound(
+        record.id,
+        status="unhandled",
+        error=why,
+        enrollment_id=enrollment.id if enrollment else None,
+        **common,
+    )
 
 
 def _live(e: EnrollmentRecord) -> bool:

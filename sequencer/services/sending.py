@@ -47,7 +47,12 @@ from sequencer.core.sequence import (
     retry_backoff,
 )
 from sequencer.core.specjson import spec_from_json
-from sequencer.core.states import CampaignStatus, DraftState, EnrollmentState
+from sequencer.core.states import (
+    WAITING_ENROLLMENT_STATES,
+    CampaignStatus,
+    DraftState,
+    EnrollmentState,
+)
 from sequencer.errors import (
     AmbiguousDeliveryError,
     ConfigError,
@@ -154,7 +159,7 @@ def _why_not(
         return "address or domain is suppressed"
     if is_note(view.draft):
         return None  # a thank-you to the referrer goes out whatever the prospect's state
-    if e.state not in (EnrollmentState.ACTIVE, EnrollmentState.PAUSED):
+    if e.state is not EnrollmentState.ACTIVE and e.state not in WAITING_ENROLLMENT_STATES:
         return f"enrollment is {e.state.value}"
     names = e.may_name_referrer and spec.temperature.name_referrer is NamePolicy.CONSENTED
     if names and not e.referrer.get("consent", False):
@@ -215,7 +220,7 @@ def _claim(
                     _event(repo, d, "cancel", now, reason=reason)
                     report.cancelled += 1
                 continue
-            paused = view.enrollment.state is EnrollmentState.PAUSED and not is_note(d)
+            paused = view.enrollment.state in WAITING_ENROLLMENT_STATES and not is_note(d)
             if paused or (campaign is not None and campaign.status is CampaignStatus.PAUSED):
                 continue  # keep it approved; it goes when the pause ends
             latest = unread.get(d.to_email.casefold())
@@ -392,7 +397,7 @@ def _last_check(repo: Store, view: DraftView, spec: CampaignSpec) -> tuple[Draft
     reason = _why_not(replace(view, enrollment=e), spec, status, blocked)
     if reason is not None:
         return DraftState.CANCELLED, reason
-    paused = e.state is EnrollmentState.PAUSED and not is_note(d)
+    paused = e.state in WAITING_ENROLLMENT_STATES and not is_note(d)
     if paused or status is CampaignStatus.PAUSED:
         return DraftState.APPROVED, "paused while it was being sent"
     if unread:

@@ -174,32 +174,52 @@ def test_a_reply_without_message_id_is_stored_and_acted_on_once(
     [(b"Please unsubscribe me from this list.\r\n", "unsubscribe"), (INTERESTED, "interested")],
     ids=["unsubscribe", "interested"],
 )
-def test_a_forged_in_reply_to_from_a_stranger_does_not_touch_that_prospect(
+def test_a_thread_reply_from_another_domain_holds_the_prospect_for_a_person(
     world: World, reliability: Recorder, body: bytes, intent: str
 ) -> None:
+    """Our Message-ID in In-Reply-To, from another domain: Elena writing from her personal
+    address, or a stranger who copied the header. Acting on it could stop (or unsubscribe) her
+    because of a stranger; ignoring it could keep emailing someone who already replied. So her
+    sequence is held for a person, and nothing else happens until they release it."""
     forged = reply("mallory@attacker.example", world.msgid(ELENA), body)
     world.deliver(forged)
     world.process()
     elena = world.enrollment(ELENA)
     (row,) = world.inbound()
-    wrong = int(elena.state.value != "active") + int(ELENA in world.suppressed())
-    wrong += len(world.handoffs())
+    wrong = int(ELENA in world.suppressed()) + len(world.handoffs())
+
+    week = "2026-11-30T15:00:00+00:00"  # every warm follow-up is due by now
+    world.process(week)
+    others = {r for m in world.after() for r in m.rcpt_tos} - {REP}
+    to_elena_while_held = sum(ELENA in m.rcpt_tos for m in world.after())
+    (held,) = [h for h in world.sb.cli.json("held") if h["prospect"] == ELENA]
+
+    world.sb.cli("release", str(elena.id), "--now", week)
+    world.process("2026-11-30T15:05:00+00:00")
+    to_elena_after_release = sum(ELENA in m.rcpt_tos for m in world.after())
     reliability.record(
         "inbound",
-        f"forged In-Reply-To ({intent}) from another domain",
+        f"reply ({intent}) on a prospect's thread from another domain (forged In-Reply-To, or "
+        "the prospect writing from another address)",
         trials=1,
-        wrong_sends=0,
+        wrong_sends=to_elena_while_held,
         lost=0,
         duplicates=0,
-        outcome=f"{row.status} ({row.matched_by}); prospect {elena.state.value}; {wrong} wrong actions",
+        outcome=f"{row.status} ({row.matched_by}); prospect {elena.state.value} until released, "
+        f"{to_elena_while_held} sent to her meanwhile, {to_elena_after_release} after release; "
+        f"{wrong} stop/suppress/handoff actions",
     )
     assert (row.status, row.matched_by, row.enrollment_id) == (
-        "unmatched",
+        "unhandled",
         "thread-other-sender",
-        None,
+        elena.id,
     )
-    assert wrong == 0
-    assert [m.rcpt_tos for m in world.after()] == []  # no notice about Elena to the rep
+    assert elena.state.value == "held" and "mallory@attacker.example" in held["reason"]
+    assert wrong == 0  # neither stopped, suppressed nor handed off on a stranger's word
+    assert others, "the other prospects' follow-ups went out: the week passed"
+    assert to_elena_while_held == 0
+    assert to_elena_after_release == 1  # released: her follow-up goes, once
+    assert world.enrollment(ELENA).state.value == "completed"  # her two-step sequence ran out
 
 
 @pytest.mark.reliability
@@ -374,5 +394,5 @@ def test_enormous_or_malformed_mime_is_bounded_and_handled(
     assert row.status in ("handled", "unmatched", "unhandled")
     if "garbage" not in fault:
         # it is Elena's: either acted on (a reply) or held for a human (her next step waits)
-        assert elena.state.value in ("replied", "paused"), elena.state
+        assert elena.state.value in ("replied", "held"), elena.state
     assert to_prospects == []

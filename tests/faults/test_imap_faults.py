@@ -124,7 +124,7 @@ class Books:
     handoffs_per_enrollment: Counter[int]
     notices_per_handoff: Counter[str]
     replied: int
-    paused: int
+    held: int
 
     @property
     def duplicates(self) -> int:
@@ -151,7 +151,7 @@ def books(box: Inbox) -> Books:
         handoffs_per_enrollment=Counter(h.enrollment_id for h in handoffs),
         notices_per_handoff=notices,
         replied=states[EnrollmentState.REPLIED],
-        paused=states[EnrollmentState.PAUSED],
+        held=states[EnrollmentState.HELD],
     )
 
 
@@ -405,5 +405,5 @@ def test_broken_charsets_are_classified_or_kept_for_a_human_never_lost(
         row = rows.get(prospect(i))
         assert row is not None, f"{name}: no row from {prospect(i)}"
         assert row.status == "unhandled" or row.klass == "human_reply", (name, row)
-    # Every sender is either replied (stopped) or paused until a human looks.
-    assert final.replied + final.paused == len(BROKEN)
+    # Every sender is either replied (stopped) or held until a human looks.
+    assert final.replied + final.held == len(BROKEN)

@@ -282,6 +282,35 @@ def test_the_dispatcher_fans_out_only_to_mailboxes_with_approved_drafts_due(
     assert due_mailboxes(uow_factory, MON) == []  # a stopped campaign's mailbox is left alone
 
 
+def test_an_approved_step_of_a_held_enrollment_waits_and_goes_once_released(
+    cli, tmp_path, smtp_sink, uow_factory, deps
+):
+    """A hold (mail a person must read first) keeps the approved draft approved, unsent and
+    not cancelled, so releasing the enrollment sends exactly that message."""
+    from sequencer.core.states import EnrollmentState
+    from sequencer.services.campaigns import release
+
+    launch(cli, tmp_path, smtp_sink, n=2)
+    run_pass(deps(), MON, ["draft"])
+    first, second = sorted(drafts(uow_factory, DraftState.APPROVED), key=lambda v: v.draft.id)
+    with uow_factory() as uow:
+        uow.repo.update_enrollment(
+            first.enrollment.id, MON, state=EnrollmentState.HELD, hold_reason="a person looks"
+        )
+        uow.commit()
+
+    report = send_due(uow_factory, deps().mailer, SendConfig(env={}), MON)
+    assert report.sent == 1 and smtp_sink.handler.message_ids() == [second.draft.message_id]
+    with uow_factory() as uow:
+        view = uow.repo.get_draft(first.draft.id)
+    assert view is not None and view.draft.state is DraftState.APPROVED  # waiting, not cancelled
+
+    release(uow_factory, first.enrollment.id, MON)
+    report = send_due(uow_factory, deps().mailer, SendConfig(env={}), MON + timedelta(minutes=1))
+    assert report.sent == 1
+    assert smtp_sink.handler.message_ids() == [second.draft.message_id, first.draft.message_id]
+
+
 def test_send_concurrency_setting() -> None:
     assert Settings.from_env({}).send_concurrency == 32
     assert Settings.from_env({"REFSEQ_SEND_CONCURRENCY": "4"}).send_concurrency == 4

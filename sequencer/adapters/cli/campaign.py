@@ -352,7 +352,7 @@ def held(campaign: str | None = typer.Option(None, "--campaign"), as_json: bool 
 def release(
     enrollment_id: int, now: str | None = typer.Option(None, "--now", help=NOW_HELP)
 ) -> None:
-    """Release a held enrollment: its first step is drafted at the next send-window slot."""
+    """Release a held enrollment: its next step goes out from the next send-window slot."""
     due = svc.release(uow(), enrollment_id, parse_now(now))
     output.out.print(f"enrollment {enrollment_id}: active; first step due {due:%Y-%m-%d %H:%M} UTC")
 
