@@ -230,10 +230,20 @@ class DraftRepository(Protocol):
 
     def drafts_of(self, enrollment_id: int) -> list[DraftRecord]: ...
     def add_draft(
-        self, draft: NewDraft, now: datetime, campaign_id: int | None = None
+        self,
+        draft: NewDraft,
+        now: datetime,
+        campaign_id: int | None = None,
+        clear_due: bool = True,
     ) -> DraftRecord | None:
         """Insert; None when (enrollment, step) already has a draft (enforced by the DB).
-        ``campaign_id``, when the caller has the enrollment at hand, saves looking it up."""
+        ``campaign_id``, when the caller has the enrollment at hand, saves looking it up.
+        ``clear_due=False``: the caller clears the due times itself (``clear_drafted_due``)."""
+        ...
+
+    def clear_drafted_due(self, steps: list[tuple[int, int]]) -> None:
+        """For each (enrollment id, drafted step): the enrollment is no longer due if that step
+        is its current one. One statement for a whole batch."""
         ...
 
     def get_draft(self, draft_id: int) -> DraftView | None: ...

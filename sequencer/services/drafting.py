@@ -33,6 +33,7 @@ def _draft_one(
     now: datetime,
     report: DraftingReport,
     events: list[DraftEvent],
+    drafted: list[tuple[int, int]],
 ) -> None:
     index = enrollment.steps_done
     step = step_of(spec, enrollment, index)
@@ -48,7 +49,8 @@ def _draft_one(
         # Nothing half-rendered is ever stored: report it, retry on the next tick.
         report.errors.append((enrollment.prospect_email, f"step {index + 1}: {exc}"))
         return
-    record = uow.repo.add_draft(draft, now, enrollment.campaign_id)
+    record = uow.repo.add_draft(draft, now, enrollment.campaign_id, clear_due=False)
+    drafted.append((enrollment.id, index))
     if record is None:
         return  # another tick drafted it first
     report.created += 1
@@ -76,7 +78,10 @@ def draft_due(
             due = [e for e in fetched if e.id not in seen]
             if not due:
                 return report
-            events: list[DraftEvent] = []  # one statement per batch, not one per draft
+            # One statement each per batch, not one per draft: the audit events, and the due
+            # times of the drafted steps (after every insert, the order add_draft keeps).
+            events: list[DraftEvent] = []
+            drafted: list[tuple[int, int]] = []
             for enrollment in due:
                 seen.add(enrollment.id)
                 if enrollment.campaign_id not in specs:
@@ -84,6 +89,7 @@ def draft_due(
                     assert campaign is not None
                     specs[enrollment.campaign_id] = spec_from_json(campaign.spec)
                 spec = specs[enrollment.campaign_id]
-                _draft_one(uow, spec, enrollment, cfg, now, report, events)
+                _draft_one(uow, spec, enrollment, cfg, now, report, events, drafted)
+            uow.repo.clear_drafted_due(drafted)
             uow.repo.add_draft_events(events)
             uow.commit()

@@ -69,6 +69,14 @@ _OWNING_STATUSES = (CampaignStatus.ACTIVE, CampaignStatus.PAUSED)
 # The drafts columns in DraftRecord's field order, likewise.
 _DRAFT_COLUMNS = tuple(DRAFTS.c[f.name] for f in fields(DraftRecord))
 _NEW_DRAFT_FIELDS = tuple(f.name for f in fields(NewDraft))
+# A drafted current step leaves the due index (see add_draft); executemany-able.
+_CLEAR_DRAFTED_DUE = (
+    update(ENROLLMENTS)
+    .where(
+        ENROLLMENTS.c.id == bindparam("eid"), ENROLLMENTS.c.steps_done == bindparam("step")
+    )
+    .values(next_due_at=null())
+)
 _EVENT_COLUMNS = tuple(DRAFT_EVENTS.c[f.name] for f in fields(DraftEvent))
 # What update_draft / update_enrollment may change (ids, keys and timestamps are not theirs).
 DRAFT_CHANGES = frozenset(
@@ -470,7 +478,11 @@ class SqlRepository(OutboxQueries, InboxQueries):
         return [_draft_record(row) for row in self.session.execute(stmt).all()]
 
     def add_draft(
-        self, draft: NewDraft, now: datetime, campaign_id: int | None = None
+        self,
+        draft: NewDraft,
+        now: datetime,
+        campaign_id: int | None = None,
+        clear_due: bool = True,
     ) -> DraftRecord | None:
         """Insert at revision 1; None when (enrollment, step) already has a draft.
 
@@ -511,12 +523,14 @@ class SqlRepository(OutboxQueries, InboxQueries):
             .returning(*_DRAFT_COLUMNS)
         )
         row = self.session.execute(stmt).one_or_none()
-        self.session.execute(
-            update(e)
-            .where(e.c.id == draft.enrollment_id, e.c.steps_done == draft.step_index)
-            .values(next_due_at=null())
-        )
+        if clear_due:
+            self.clear_drafted_due([(draft.enrollment_id, draft.step_index)])
         return None if row is None else _draft_record(row)
+
+    def clear_drafted_due(self, steps: list[tuple[int, int]]) -> None:
+        if steps:
+            rows = [{"eid": enrollment_id, "step": step} for enrollment_id, step in steps]
+            self.session.execute(_CLEAR_DRAFTED_DUE, rows)
 
     def get_draft(self, draft_id: int) -> DraftView | None:
         row = self.session.execute(_views_query().where(DRAFTS.c.id == draft_id)).one_or_none()
