@@ -32,7 +32,7 @@ from sequencer.core.ports import (
 from sequencer.core.render import render_step, template_dirs
 from sequencer.core.specjson import spec_from_json
 from sequencer.core.states import DraftState
-from sequencer.errors import DeliveryError, SequencerError
+from sequencer.errors import AmbiguousDeliveryError, DeliveryError, SequencerError
 from sequencer.services.sending import NOTE_STEP
 
 UowFactory = Callable[[], UnitOfWork]
@@ -137,6 +137,10 @@ def _notice(
     return msg
 
 
+# A worker that claimed a notice and died: after this, another may send it.
+NOTICE_CLAIM_TTL = timedelta(minutes=10)
+
+
 def notify_handoffs(
     uow_factory: UowFactory, mailer: Mailer, cfg: DraftConfig, env: Mapping[str, str], now: datetime
 ) -> RoutingReport:
@@ -164,6 +168,11 @@ def notify_handoffs(
                 subject = inbound[0].subject or ""
                 work.append((h, spec_from_json(campaign.spec), e, subject, thread))
     for h, spec, e, subject, thread in work:
+        with uow_factory() as uow:  # one worker per notice, even when polls overlap
+            claimed = uow.repo.claim_handoff_notice(h.id, now, now - NOTICE_CLAIM_TTL)
+            uow.commit()
+        if not claimed:
+            continue
         try:
             clean = subject.replace("\r", " ").replace("\n", " ")
             msg = _notice(spec, h, e, cfg, clean, now, thread)
@@ -174,8 +183,15 @@ def notify_handoffs(
                 msg.as_bytes(),
                 lambda: None,
             )
+        except AmbiguousDeliveryError as exc:
+            # The data went out and no answer came: it may well be in the rep's inbox. A
+            # notice is never sent twice; `refseq handoffs` lists the handoff either way.
+            report.errors.append(f"handoff {h.id}: notice may not have arrived (not resent): {exc}")
         except (DeliveryError, SequencerError, ValueError) as exc:
             report.errors.append(f"handoff {h.id}: notice not sent: {exc}")
+            with uow_factory() as uow:  # nothing was delivered: the next poll tries again
+                uow.repo.update_handoff(h.id, notice_claimed_at=None)
+                uow.commit()
             continue
         with uow_factory() as uow:
             uow.repo.update_handoff(h.id, notified_at=now)

@@ -292,8 +292,51 @@ def test_a_message_that_cannot_be_classified_is_kept_and_holds_the_next_step(wor
     run_pass(deps, MON + timedelta(hours=2))
     (held,) = world["cli"].json("inbox", "--unhandled")
     assert held["from"] == "elena.park@northbank.example"
+    assert enrollment(uow_factory, "elena.park@northbank.example").state is EnrollmentState.HELD
+    (held,) = world["cli"].json("held")
+    assert held["prospect"] == "elena.park@northbank.example"
+    assert "needs a person" in held["reason"]
     replay(deps, MON + timedelta(hours=3), datetime(2026, 11, 28, tzinfo=UTC), timedelta(hours=6))
     assert len(sent_to(sink, "elena")) == 1  # her follow-up waits for a human
+
+    release_at = datetime(2026, 11, 30, 14, 0, tzinfo=UTC)  # Monday 09:00 in New York
+    world["cli"]("release", str(held["id"]), "--now", release_at.isoformat())
+    run_pass(deps, release_at)
+    assert len(sent_to(sink, "elena")) == 2  # released: the follow-up goes, once
+
+
+def test_two_workers_notifying_at_once_email_the_rep_one_notice(world, uow_factory):
+    """Overlapping polls (two workers, a slow SMTP server) both find the handoff unnotified:
+    the claim lets one of them send it."""
+    from sequencer.services.inbox import poll
+    from sequencer.services.routing import notify_handoffs
+
+    deps, sink, dovecot = world["deps"], world["sink"], world["dovecot"]
+    run_pass(deps, MON)
+    (intro,) = sent_to(sink, "elena")
+    at = MON + timedelta(hours=1)
+    body = "Yes, let's talk. Tuesday at 10?"
+    dovecot.append(world["user"], "INBOX", reply(intro, body, at, "elena.park@northbank.example"))
+    assert deps.inbox_cfg is not None and deps.reader is not None
+    poll(uow_factory, deps.reader, deps.inbox_cfg, at)
+
+    sink.handler.delay = 0.5  # both workers are inside notify_handoffs at once
+    reports: list = []
+
+    def worker() -> None:
+        with SmtpMailer(retry_attempts=1, sleep=lambda s: None) as mailer:
+            reports.append(
+                notify_handoffs(uow_factory, mailer, deps.draft_cfg, deps.inbox_cfg.env, at)
+            )
+
+    threads = [threading.Thread(target=worker) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert len(sent_to(sink, REP)) == 1
+    assert sorted(r.notified for r in reports) == [0, 0, 1]
+    assert not any(r.errors for r in reports)
 
 
 def test_a_redirect_hands_off_and_captures_the_colleague_as_a_held_lead(world, uow_factory):

@@ -7,7 +7,7 @@ from dataclasses import fields
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, func, insert, select, update
+from sqlalchemy import Table, func, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -55,7 +55,9 @@ INBOUND_CHANGES = frozenset(
         "handled_at",
     }
 )
-HANDOFF_CHANGES = frozenset({"state", "notified_at", "handled_at", "handled_by"})
+HANDOFF_CHANGES = frozenset(
+    {"state", "notified_at", "notice_claimed_at", "handled_at", "handled_by"}
+)
 WEBHOOK_CHANGES = frozenset(
     {"status", "attempts", "last_status_code", "last_error", "next_attempt_at", "delivered_at"}
 )
@@ -284,6 +286,19 @@ class InboxQueries:
             .where(HANDOFFS.c.id == handoff_id)
             .values(**_checked(changes, HANDOFF_CHANGES))
         )
+
+    def claim_handoff_notice(self, handoff_id: int, now: datetime, stale_before: datetime) -> bool:
+        h = HANDOFFS.c
+        result = self.session.execute(
+            update(HANDOFFS)
+            .where(
+                h.id == handoff_id,
+                h.notified_at.is_(None),
+                or_(h.notice_claimed_at.is_(None), h.notice_claimed_at < stale_before),
+            )
+            .values(notice_claimed_at=now)
+        )
+        return bool(result.rowcount == 1)  # type: ignore[attr-defined]
 
     def add_webhook(
         self, handoff_id: int, url_env: str, payload: dict[str, Any], now: datetime

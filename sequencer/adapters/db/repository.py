@@ -72,9 +72,7 @@ _NEW_DRAFT_FIELDS = tuple(f.name for f in fields(NewDraft))
 # A drafted current step leaves the due index (see add_draft); executemany-able.
 _CLEAR_DRAFTED_DUE = (
     update(ENROLLMENTS)
-    .where(
-        ENROLLMENTS.c.id == bindparam("eid"), ENROLLMENTS.c.steps_done == bindparam("step")
-    )
+    .where(ENROLLMENTS.c.id == bindparam("eid"), ENROLLMENTS.c.steps_done == bindparam("step"))
     .values(next_due_at=null())
 )
 _EVENT_COLUMNS = tuple(DRAFT_EVENTS.c[f.name] for f in fields(DraftEvent))

@@ -76,6 +76,7 @@ class Handoff(Base):
     redirect_to: Mapped[str | None] = mapped_column(Text)
     state: Mapped[str] = mapped_column(String(20))  # open | handled
     notified_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    notice_claimed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # rev. 0009
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     handled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     handled_by: Mapped[str | None] = mapped_column(String(EMAIL_LENGTH))
