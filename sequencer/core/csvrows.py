@@ -109,14 +109,25 @@ class Sheet:
     ok: bool
     columns: list[str]
     problems: list[Problem]
-    records: Iterator[tuple[int, list[str]]]
+    records: Iterator[tuple[int, int, list[str]]]  # (first line, last line, cells)
     count: int = 0  # data records read so far
 
     def rows(self, progress: Callable[[int], None] | None = None) -> Iterator[Row]:
         width = len(self.columns)
         named = [(i, name) for i, name in enumerate(self.columns) if name]
         unnamed = [i for i, name in enumerate(self.columns) if not name]
-        for line, record in self.records:
+        for line, end, record in self.records:
+            if end > line and _swallowed_rows(record, width):
+                self.problems.append(
+                    Problem(
+                        self.source,
+                        f"a quote opened in this row is never closed: lines {line}-{end} were "
+                        "read as one cell, so the rows on them were not imported",
+                        row=line,
+                        hint='close the quote ("...") or remove it',
+                    )
+                )
+                continue
             self.count += 1
             if progress is not None and self.count % PROGRESS_EVERY == 0:
                 progress(self.count)
@@ -141,8 +152,8 @@ class Sheet:
 
 def _records(
     reader: Iterator[list[str]], line_num: Callable[[], int], source: str, problems: list[Problem]
-) -> Iterator[tuple[int, list[str]]]:
-    """(first physical line, cells) for every non-blank record."""
+) -> Iterator[tuple[int, int, list[str]]]:
+    """(first physical line, last physical line, cells) for every non-blank record."""
     while True:
         start = line_num() + 1
         try:
@@ -155,7 +166,20 @@ def _records(
             )
             continue
         if not _blank(record):
-            yield start, record
+            yield start, line_num(), record
+
+
+def _swallowed_rows(record: list[str], width: int) -> bool:
+    """A quote that was never closed: the csv module reads on (to the next quote, or the end of
+    the file) without complaint, so one cell holds whole rows. A cell with a line break followed
+    by a line of as many comma-separated cells as the header is taken for that (a quote in
+    those lines would have ended the run, so a plain split counts them exactly)."""
+    return width > 1 and any(
+        len(line.split(",")) >= width
+        for cell in record
+        if "\n" in cell
+        for line in cell.split("\n")[1:]
+    )
 
 
 def open_sheet(lines: Iterable[str], source: str, required: Sequence[str]) -> Sheet:
@@ -168,7 +192,7 @@ def open_sheet(lines: Iterable[str], source: str, required: Sequence[str]) -> Sh
         hint = f"add a header row: {','.join(required)}"
         problems.append(Problem(source, "the file is empty", row=1, hint=hint))
         return Sheet(source, False, [], problems, iter(()))
-    line, header = first
+    line, _, header = first
     columns = [cell.strip().lstrip("\ufeff").strip().casefold() for cell in header]
     seen: set[str] = set()
     twice: list[str] = []

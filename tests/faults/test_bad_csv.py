@@ -334,6 +334,39 @@ def test_an_excel_export_with_bom_and_crlf_launches_whole(
 
 @pytest.mark.reliability
 @SQLITE_ONLY
+def test_an_unclosed_quote_is_reported_where_it_opens(
+    sandbox: Sandbox, reliability: Recorder
+) -> None:
+    """The csv module reads an unclosed quote on to the end of the file without complaint:
+    one cell then holds every row after it. Say so, at the row where the quote opens."""
+    lines = sandbox.read_csv("prospects").splitlines()
+    last = len(lines)
+    lines[2] = lines[2].replace(",", ',"', 1)  # row 3's first name opens a quote, never closed
+    sandbox.write_csv("prospects", "\n".join(lines) + "\n")
+    first_good = lines[1].split(",")[0]
+
+    validate = sandbox.cli("validate", str(sandbox.yaml), code=1).stderr.splitlines()
+    report = sandbox.launched()
+    sandbox.tick()
+    expected = (
+        f"prospects.csv: row 3: a quote opened in this row is never closed: lines 3-{last} "
+        "were read as one cell, so the rows on them were not imported"
+    )
+    wrong = len(set(sandbox.recipients()) - {first_good})
+    reliability.record(
+        "csv",
+        "a quote opened and never closed (the rest of the file read as one cell)",
+        trials=1,
+        wrong_sends=wrong,
+        outcome=f"reported at row 3 (lines 3-{last}); {report['enrolled']} row(s) before it launched",
+    )
+    assert validate[0].startswith(expected), validate
+    assert any(p["row"] == 3 and "never closed" in p["message"] for p in report["row_problems"])
+    assert report["enrolled"] == 1 and sandbox.recipients() == [first_good]
+
+
+@pytest.mark.reliability
+@SQLITE_ONLY
 def test_an_internationalized_domain_is_enrolled_and_sent_once(
     sandbox: Sandbox, reliability: Recorder
 ) -> None:
