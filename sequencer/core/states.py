@@ -124,6 +124,7 @@ DRAFT_TRANSITIONS: dict[tuple[DraftState, str], DraftState] = {
     (DraftState.SENDING, "unknown"): DraftState.NEEDS_ATTENTION,
     (DraftState.SENDING, "release"): DraftState.APPROVED,
     (DraftState.NEEDS_ATTENTION, "sent"): DraftState.SENT,
+    (DraftState.NEEDS_ATTENTION, "resend"): DraftState.APPROVED,  # a person says it never arrived
     (DraftState.NEEDS_ATTENTION, "cancel"): DraftState.CANCELLED,
 }
 

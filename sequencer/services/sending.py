@@ -472,43 +472,59 @@ def _deliver(
     else:
 
         def sent(repo: Store, d: DraftRecord) -> bool:
-            # The enrollment first, then the draft: the order drafting (enrollment, then a new
-            # draft) and reply handling (enrollment, then its open drafts) take the same rows
-            # in, so these transactions queue behind each other instead of deadlocking. Both
-            # writes are idempotent, so a failed compare-and-set below may run this again.
-            if not is_note(d):  # a note is not a step of the sequence
-                e = view.enrollment
-                done = d.step_index + 1
-                due = next_step_due(spec, e.sequence, done, now, _zone(view, spec))
-                if due is None:
-                    # A reply, bounce or opt-out handled while this last step was in flight
-                    # keeps its state (replied, ...): "completed" would hide it and allow
-                    # re-enrollment. Write first (it locks the row), then read: a concurrent
-                    # stop either committed before (seen here) or waits for this commit.
-                    repo.update_enrollment(e.id, now, steps_done=done, next_due_at=None)
-                    now_e = repo.get_enrollment(e.id)
-                    if now_e is None or now_e.state in _GOING:
-                        repo.update_enrollment(e.id, now, state=EnrollmentState.COMPLETED)
-                else:
-                    repo.update_enrollment(e.id, now, steps_done=done, next_due_at=due)
-            if not repo.update_draft(
-                d.id,
-                d.revision,
-                now,
-                state=DraftState.SENT,
-                sent_at=now,
-                smtp_reply=receipt.reply,
-                last_error=None,
-            ):
-                return False
-            _event(repo, d, "sent", now, reply=receipt.reply)
-            return True
+            return record_sent(repo, view, spec, d, now, receipt.reply)
 
         if isinstance(uow_factory, _Deferring):
             uow_factory.pending.append((draft.id, sent, current[0]))
         else:
             _finish(uow_factory, draft.id, now, sent, current[0])
         report.sent += 1
+
+
+def record_sent(
+    repo: Store,
+    view: DraftView,
+    spec: CampaignSpec,
+    d: DraftRecord,
+    now: datetime,
+    reply: str,
+    actor: str = SENDER,
+) -> bool:
+    """Record ``d`` as delivered at ``now`` and move its enrollment on (next step due, or
+    completed). False when the draft's compare-and-set failed (it changed meanwhile)."""
+    # The enrollment first, then the draft: the order drafting (enrollment, then a new
+    # draft) and reply handling (enrollment, then its open drafts) take the same rows
+    # in, so these transactions queue behind each other instead of deadlocking. Both
+    # writes are idempotent, so a failed compare-and-set below may run this again.
+    if not is_note(d):  # a note is not a step of the sequence
+        e = view.enrollment
+        done = d.step_index + 1
+        due = next_step_due(spec, e.sequence, done, now, _zone(view, spec))
+        if due is None:
+            # A reply, bounce or opt-out handled while this last step was in flight
+            # keeps its state (replied, ...): "completed" would hide it and allow
+            # re-enrollment. Write first (it locks the row), then read: a concurrent
+            # stop either committed before (seen here) or waits for this commit.
+            repo.update_enrollment(e.id, now, steps_done=done, next_due_at=None)
+            now_e = repo.get_enrollment(e.id)
+            if now_e is None or now_e.state in _GOING:
+                repo.update_enrollment(e.id, now, state=EnrollmentState.COMPLETED)
+        else:
+            repo.update_enrollment(e.id, now, steps_done=done, next_due_at=due)
+    if not repo.update_draft(
+        d.id,
+        d.revision,
+        now,
+        state=DraftState.SENT,
+        sent_at=now,
+        smtp_reply=reply,
+        last_error=None,
+    ):
+        return False
+    repo.add_draft_event(
+        DraftEvent(d.id, actor, "sent", {"state": d.state.value}, {"reply": reply}, now)
+    )
+    return True
 
 
 def _on_transient(

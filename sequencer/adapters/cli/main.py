@@ -4,7 +4,18 @@ from __future__ import annotations
 
 import typer
 
-from sequencer.adapters.cli import campaign, db, demo, drafts, inbox, report, reps, run, suppress
+from sequencer.adapters.cli import (
+    attention,
+    campaign,
+    db,
+    demo,
+    drafts,
+    inbox,
+    report,
+    reps,
+    run,
+    suppress,
+)
 
 app = typer.Typer(
     name="refseq",
@@ -22,6 +33,7 @@ inbox.register(app)
 demo.register(app)
 app.add_typer(suppress.app, name="suppress")
 app.add_typer(db.app, name="db")
+app.add_typer(attention.app, name="attention")
 
 
 def main() -> None:
