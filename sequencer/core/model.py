@@ -81,6 +81,9 @@ class MailboxSpec:
     daily_cap: int
     min_gap_seconds: int
     dkim: DkimSpec | None = None
+    # Where the server files what is sent over SMTP (e.g. "[Gmail]/Sent Mail"): the workers
+    # settle unknown send outcomes from it. None: not checked automatically.
+    imap_sent_folder: str | None = None
 
 
 @dataclass(frozen=True)

@@ -227,8 +227,9 @@ def _mailbox(m: MapNode, base: Path) -> MailboxSpec:
     return MailboxSpec(
         dkim=_dkim(m.child("dkim"), base) if m.has("dkim") else None,
         smtp=_server(m.child("smtp", required=True), ()),
-        imap=_server(imap, ("folder",)) if m.has("imap") else None,
+        imap=_server(imap, ("folder", "sent_folder")) if m.has("imap") else None,
         imap_folder=imap.get("folder", text, "INBOX"),
+        imap_sent_folder=imap.opt("sent_folder", text),
         daily_cap=m.get("daily_cap", ints(1, 10_000), 200),
         min_gap_seconds=m.get("min_gap", duration(0, 86_400), 60),
     )

@@ -70,7 +70,7 @@ def _step_back(d: dict[str, Any]) -> StepSpec:
 
 def spec_to_json(spec: CampaignSpec) -> dict[str, Any]:
     w = spec.schedule.window
-    return {
+    out: dict[str, Any] = {
         "name": spec.name,
         "description": spec.description,
         "source": str(spec.source),
@@ -118,6 +118,9 @@ def spec_to_json(spec: CampaignSpec) -> dict[str, Any]:
         },
         "templates_dir": None if spec.templates_dir is None else str(spec.templates_dir),
     }
+    if spec.mailbox.imap_sent_folder is not None:  # only when set: older hashes stay the same
+        out["mailbox"]["imap_sent_folder"] = spec.mailbox.imap_sent_folder
+    return out
 
 
 def spec_from_json(d: dict[str, Any]) -> CampaignSpec:
@@ -137,6 +140,7 @@ def spec_from_json(d: dict[str, Any]) -> CampaignSpec:
             mb["daily_cap"],
             mb["min_gap_seconds"],
             _dkim_back(mb.get("dkim")),
+            mb.get("imap_sent_folder"),
         ),
         data=DataFiles(*(Path(d["data"][k]) for k in ("prospects", "referrers", "referrals"))),
         temperature=TemperatureRule(

@@ -99,9 +99,15 @@ def check_sent_folders(
     reader: MailboxReader,
     env: Mapping[str, str],
     now: datetime,
-    folder: str = "Sent",
+    folder: str | None = None,
+    *,
+    only_configured: bool = False,
 ) -> CheckReport:
-    """Every needs_attention draft found by Message-ID in its mailbox's ``folder`` is sent."""
+    """Every needs_attention draft found by Message-ID in its mailbox's sent folder is sent.
+
+    The folder: ``folder`` if given, else the campaign's ``imap.sent_folder``, else "Sent";
+    ``only_configured`` (the workers' automatic check) skips campaigns that name none.
+    """
     report = CheckReport()
     with uow_factory() as uow:
         views = uow.repo.list_drafts([DraftState.NEEDS_ATTENTION])
@@ -112,12 +118,16 @@ def check_sent_folders(
                 specs[v.draft.id] = spec_from_json(campaign.spec)
     for v in views:
         spec = specs.get(v.draft.id)
+        configured = spec.mailbox.imap_sent_folder if spec is not None else None
+        if only_configured and configured is None:
+            continue
         try:
             account = imap_account(spec, env) if spec is not None else None
             if account is None:
                 report.errors.append(f"draft {v.draft.id}: its campaign has no imap mailbox")
                 continue
-            found = reader.find_message_id(account, folder, v.draft.message_id)
+            where = folder or configured or "Sent"
+            found = reader.find_message_id(account, where, v.draft.message_id)
         except (ConfigError, SequencerError) as exc:
             report.errors.append(f"draft {v.draft.id}: {exc}")
             continue

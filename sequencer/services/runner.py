@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 
 from sequencer.core.drafts import DraftConfig
 from sequencer.core.ports import MailboxReader, Mailer, UnitOfWork, WebhookPoster
+from sequencer.services.attention import CheckReport, check_sent_folders
 from sequencer.services.drafting import DraftingReport, draft_due
 from sequencer.services.inbox import InboxConfig, InboxReport, poll, process, resume_paused
 from sequencer.services.routing import RoutingReport, deliver_webhooks, notify_handoffs
@@ -93,6 +94,7 @@ class PassReport:
     sending: SendReport | None = None
     sweeping: SweepReport | None = None
     inbox: InboxReport | None = None
+    attention: CheckReport | None = None
     routing: list[RoutingReport] = field(default_factory=list)
 
     def summary(self) -> str:
@@ -111,6 +113,11 @@ class PassReport:
                 if n:
                     parts.append(f"{n} {label}")
             parts.extend(i.errors)
+        if self.attention:
+            if self.attention.found:
+                n = len(self.attention.found)
+                parts.append(f"{n} unknown send(s) found in the Sent folder: recorded as sent")
+            parts.extend(self.attention.errors)
         for r in self.routing:
             if r.notified:
                 parts.append(f"notified the rep of {r.notified} handoff(s)")
@@ -157,6 +164,9 @@ def run_pass(
         reader = deps.reader
         if reader is not None:
             report.inbox = poll(deps.uow_factory, reader, deps.inbox_cfg, now)
+            report.attention = check_sent_folders(
+                deps.uow_factory, reader, deps.inbox_cfg.env, now, only_configured=True
+            )
         else:
             report.inbox = process(deps.uow_factory, deps.inbox_cfg, now)
         report.routing.append(

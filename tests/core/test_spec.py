@@ -123,6 +123,29 @@ def test_it_parses_a_full_campaign_into_exact_values(folder: Path) -> None:
     )
 
 
+def test_a_sent_folder_is_read_and_survives_storage(folder: Path) -> None:
+    """``imap.sent_folder`` (where the workers settle unknown send outcomes) round-trips through
+    the stored JSON; a campaign without it keeps the JSON (and so the spec hash) it had."""
+    from sequencer.core.specjson import spec_from_json, spec_to_json
+
+    text = edit(
+        FULL,
+        "    folder: Referrals\n",
+        '    folder: Referrals\n    sent_folder: "[Gmail]/Sent Mail"\n',
+    )
+    Path("camp.yaml").write_text(text)
+    spec, errors, _ = load_campaign(Path("camp.yaml"))
+    assert errors == [] and spec is not None
+    assert spec.mailbox.imap_sent_folder == "[Gmail]/Sent Mail"
+    assert spec_from_json(spec_to_json(spec)) == spec
+
+    Path("camp.yaml").write_text(FULL)
+    plain, _, _ = load_campaign(Path("camp.yaml"))
+    assert plain is not None and plain.mailbox.imap_sent_folder is None
+    assert "imap_sent_folder" not in spec_to_json(plain)["mailbox"]
+    assert spec_from_json(spec_to_json(plain)) == plain
+
+
 def test_it_fills_in_defaults_for_optional_settings(folder: Path) -> None:
     spec, errors, warnings = parse_campaign(MINIMAL, folder / "camp.yaml")
 
@@ -280,7 +303,7 @@ def test_it_reports_unknown_keys_with_a_suggestion(folder: Path) -> None:
     text += "notes: hi\n"
     assert check(text) == [
         "camp.yaml:21:5: mailbox.imap.mailbox: unknown key 'mailbox' "
-        "(known keys: host, port, security, username, password_env, folder)",
+        "(known keys: host, port, security, username, password_env, folder, sent_folder)",
         "camp.yaml:31:3: temperature.name_referer: unknown key 'name_referer' "
         "(did you mean 'name_referrer'?)",
         "camp.yaml:53:1: notes: unknown key 'notes' (known keys: campaign, description, "

@@ -4,7 +4,7 @@ rest (`refseq attention sent|resend`), and until then the prospect's sequence wa
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from sequencer.core.states import DraftState
 from sequencer.services.attention import IMAP_ACTOR, check_sent_folders
@@ -41,8 +41,9 @@ def test_unknown_outcomes_are_settled_by_the_sent_folder_or_by_a_person(
         r.data for r in sink.handler.received if r.message["Message-ID"] == found["message_id"]
     ]
     dovecot.append(world["user"], "Sent", copy)
-    assert deps.reader is not None and deps.inbox_cfg is not None
-    report = check_sent_folders(uow_factory, deps.reader, deps.inbox_cfg.env, MON)
+    # The workers' next poll looks there (the campaign names imap.sent_folder) and settles it.
+    report = run_pass(deps, MON + timedelta(minutes=5), ["poll"]).attention
+    assert report is not None
     assert (report.found, report.not_found, report.errors) == ([found["id"]], [missing["id"]], [])
     with uow_factory() as uow:
         settled = uow.repo.get_draft(found["id"])
@@ -84,6 +85,9 @@ def test_a_person_can_confirm_delivery_and_the_sequence_moves_on(
     run_pass(deps, LATER)
     assert len(_to(sink, stuck["to"])) == 1  # waiting for a person
 
+    assert deps.reader is not None and deps.inbox_cfg is not None
+    nothing = check_sent_folders(uow_factory, deps.reader, deps.inbox_cfg.env, LATER)
+    assert (nothing.found, nothing.not_found) == ([], [stuck["id"]])  # no copy: proves nothing
     out = cli("attention", "sent", str(stuck["id"]), "--by", REP, "--now", LATER.isoformat())
     assert "sent" in out.stdout
     run_pass(deps, LATER)

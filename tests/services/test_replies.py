@@ -75,6 +75,7 @@ def world(db_url, tmp_path: Path, smtp_sink: Sink, dovecot, imap_user, webhook, 
         "username: dana, password_env: REFSEQ_IMAP_PASSWORD",
         f"username: {login}, password_env: TEST_IMAP_PW",
     )
+    text = text.replace("folder: INBOX}", "folder: INBOX, sent_folder: Sent}")
     yaml.write_text(text.replace("approval: required", "approval: auto"))
     cli("launch", str(yaml), "--now", MON.isoformat())
     env = {"TEST_IMAP_PW": password, "CRM_WEBHOOK_URL": url}

@@ -64,7 +64,11 @@ def list_(as_json: bool = JSON) -> None:
 @app.command("check")
 @handle_errors
 def check(
-    folder: str = typer.Option("Sent", "--folder", help="The mailbox's sent-mail folder."),
+    folder: str | None = typer.Option(
+        None,
+        "--folder",
+        help="The sent-mail folder (default: the campaign's imap.sent_folder, or Sent).",
+    ),
     now: str | None = NOW,
     as_json: bool = JSON,
 ) -> None:
@@ -86,7 +90,7 @@ def check(
         )
     else:
         output.out.print(
-            f"found in {folder} and recorded as sent: {len(report.found)}; "
+            f"found in the Sent folder and recorded as sent: {len(report.found)}; "
             f"not found (still waiting for a person): {len(report.not_found)}",
             markup=False,
         )
