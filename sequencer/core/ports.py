@@ -241,6 +241,12 @@ class DraftRepository(Protocol):
         ``clear_due=False``: the caller clears the due times itself (``clear_drafted_due``)."""
         ...
 
+    def add_drafts(self, drafts: list[tuple[NewDraft, int]], now: datetime) -> list[DraftRecord]:
+        """Insert (draft, campaign id) pairs in one statement, at revision 1; returns those
+        inserted (one whose (enrollment, step) already has a draft is skipped). Due times
+        are not cleared: that is ``clear_drafted_due``."""
+        ...
+
     def clear_drafted_due(self, steps: list[tuple[int, int]]) -> None:
         """For each (enrollment id, drafted step): the enrollment is no longer due if that step
         is its current one. One statement for a whole batch."""

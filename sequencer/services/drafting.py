@@ -9,7 +9,7 @@ from typing import Any
 
 from sequencer.core.drafts import DraftConfig, build_draft, step_of
 from sequencer.core.model import CampaignSpec
-from sequencer.core.ports import DraftEvent, EnrollmentRecord, UnitOfWork
+from sequencer.core.ports import DraftEvent, EnrollmentRecord, NewDraft, UnitOfWork
 from sequencer.core.specjson import spec_from_json
 from sequencer.core.states import DraftState
 from sequencer.errors import RenderError
@@ -25,39 +25,47 @@ class DraftingReport:
     errors: list[tuple[str, str]] = field(default_factory=list)  # (prospect, problem)
 
 
-def _draft_one(
+def _build_one(
     uow: UnitOfWork,
     spec: CampaignSpec,
     enrollment: EnrollmentRecord,
     cfg: DraftConfig,
     now: datetime,
     report: DraftingReport,
-    events: list[DraftEvent],
-    drafted: list[tuple[int, int]],
-) -> None:
+) -> NewDraft | None:
+    """The draft of the enrollment's current step, rendered and built; None when its sequence
+    is finished or the render failed (reported; retried on the next tick)."""
     index = enrollment.steps_done
     step = step_of(spec, enrollment, index)
     if step is None:
-        return  # the sequence is finished; sending marks it completed
+        return None  # the sequence is finished; sending marks it completed
     due = enrollment.next_due_at or now
     # Earlier drafts only matter to thread a follow-up on what was sent: a first step, or a
     # step that starts its own thread, saves the query.
     earlier = uow.repo.drafts_of(enrollment.id) if index and step.thread else []
     try:
-        draft = build_draft(spec, enrollment, enrollment.id, index, earlier, cfg, due)
+        return build_draft(spec, enrollment, enrollment.id, index, earlier, cfg, due)
     except (RenderError, ValueError) as exc:
         # Nothing half-rendered is ever stored: report it, retry on the next tick.
         report.errors.append((enrollment.prospect_email, f"step {index + 1}: {exc}"))
-        return
-    record = uow.repo.add_draft(draft, now, enrollment.campaign_id, clear_due=False)
-    drafted.append((enrollment.id, index))
-    if record is None:
-        return  # another tick drafted it first
-    report.created += 1
-    if record.state is DraftState.APPROVED:
-        report.auto_approved += 1
-    after: dict[str, Any] = {"state": record.state.value, "subject": record.subject}
-    events.append(DraftEvent(record.id, SYSTEM, "created", {}, after, now))
+        return None
+
+
+def _store(
+    uow: UnitOfWork, built: list[tuple[NewDraft, int]], now: datetime, report: DraftingReport
+) -> None:
+    """A batch in three statements: the drafts (one multi-row insert; a step another tick
+    drafted first is skipped), the drafted steps' due times, the audit events."""
+    records = uow.repo.add_drafts(built, now)
+    uow.repo.clear_drafted_due([(d.enrollment_id, d.step_index) for d, _ in built])
+    events = []
+    for record in records:
+        report.created += 1
+        if record.state is DraftState.APPROVED:
+            report.auto_approved += 1
+        after: dict[str, Any] = {"state": record.state.value, "subject": record.subject}
+        events.append(DraftEvent(record.id, SYSTEM, "created", {}, after, now))
+    uow.repo.add_draft_events(events)
 
 
 def draft_due(
@@ -78,10 +86,7 @@ def draft_due(
             due = [e for e in fetched if e.id not in seen]
             if not due:
                 return report
-            # One statement each per batch, not one per draft: the audit events, and the due
-            # times of the drafted steps (after every insert, the order add_draft keeps).
-            events: list[DraftEvent] = []
-            drafted: list[tuple[int, int]] = []
+            built: list[tuple[NewDraft, int]] = []
             for enrollment in due:
                 seen.add(enrollment.id)
                 if enrollment.campaign_id not in specs:
@@ -89,7 +94,8 @@ def draft_due(
                     assert campaign is not None
                     specs[enrollment.campaign_id] = spec_from_json(campaign.spec)
                 spec = specs[enrollment.campaign_id]
-                _draft_one(uow, spec, enrollment, cfg, now, report, events, drafted)
-            uow.repo.clear_drafted_due(drafted)
-            uow.repo.add_draft_events(events)
+                draft = _build_one(uow, spec, enrollment, cfg, now, report)
+                if draft is not None:
+                    built.append((draft, enrollment.campaign_id))
+            _store(uow, built, now, report)
             uow.commit()

@@ -506,8 +506,26 @@ class SqlRepository(OutboxQueries, InboxQueries):
             ).scalar_one_or_none()
         if campaign_id is None:
             raise NotFound(f"enrollment #{draft.enrollment_id} does not exist")
-        values = {name: getattr(draft, name) for name in _NEW_DRAFT_FIELDS}
-        values.update(campaign_id=campaign_id, revision=1, created_at=now, updated_at=now)
+        stmt = self._insert_drafts([(draft, campaign_id)], now)
+        row = self.session.execute(stmt).one_or_none()
+        if clear_due:
+            self.clear_drafted_due([(draft.enrollment_id, draft.step_index)])
+        return None if row is None else _draft_record(row)
+
+    def add_drafts(self, drafts: list[tuple[NewDraft, int]], now: datetime) -> list[DraftRecord]:
+        if not drafts:
+            return []
+        rows = self.session.execute(self._insert_drafts(drafts, now)).all()
+        return [_draft_record(row) for row in rows]
+
+    def _insert_drafts(self, drafts: list[tuple[NewDraft, int]], now: datetime) -> Any:
+        """``INSERT … ON CONFLICT (enrollment_id, step_index) DO NOTHING RETURNING`` of one or
+        many drafts (multi-row VALUES: one round trip for a drafting batch)."""
+        rows = []
+        for draft, campaign_id in drafts:
+            values = {name: getattr(draft, name) for name in _NEW_DRAFT_FIELDS}
+            values.update(campaign_id=campaign_id, revision=1, created_at=now, updated_at=now)
+            rows.append(values)
         dialect = self.session.get_bind().dialect.name
         if dialect == "postgresql":
             stmt: Any = postgresql.insert(DRAFTS)
@@ -515,15 +533,11 @@ class SqlRepository(OutboxQueries, InboxQueries):
             stmt = sqlite.insert(DRAFTS)
         else:  # pragma: no cover - only SQLite and PostgreSQL are supported
             raise NotImplementedError(f"add_draft needs ON CONFLICT, not on {dialect}")
-        stmt = (
-            stmt.values(values)
+        return (
+            stmt.values(rows)
             .on_conflict_do_nothing(index_elements=["enrollment_id", "step_index"])
             .returning(*_DRAFT_COLUMNS)
         )
-        row = self.session.execute(stmt).one_or_none()
-        if clear_due:
-            self.clear_drafted_due([(draft.enrollment_id, draft.step_index)])
-        return None if row is None else _draft_record(row)
 
     def clear_drafted_due(self, steps: list[tuple[int, int]]) -> None:
         if steps:
