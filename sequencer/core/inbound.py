@@ -35,7 +35,7 @@ from functools import lru_cache
 from html.parser import HTMLParser
 from typing import Any
 
-from sequencer.core import autoreply, bounces, replytext
+from sequencer.core import autoreply, bounces, optout_text, replytext
 from sequencer.core.bounces import DeliveryReport
 from sequencer.core.replytext import Intent
 
@@ -551,7 +551,7 @@ def _classify(parsed: ParsedInbound, raw: bytes | None) -> Verdict:
         why = "no sender address" if not parsed.from_addr else "no subject and no text"
         return _verdict(InboundClass.UNKNOWN, [f"unparseable or empty: {why}"], 0.1)
 
-    unsubscribe = replytext.unsubscribe_request(split.text, parsed.subject)
+    unsubscribe = optout_text.unsubscribe_request(split.text, parsed.subject)
     if unsubscribe is not None:
         evidence = [*split.evidence, unsubscribe]
         return _verdict(

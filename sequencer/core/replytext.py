@@ -11,7 +11,7 @@ long lines, so it only ever sees ≤ 16 KiB with lines ≤ 500 characters, and m
 
 Intent rules are plain regexes, checked in this precedence: unknown referrer > redirect >
 not interested > interested > question > neutral (unsubscribe is decided before, in
-``unsubscribe_request``). Each rule reports the phrase it matched.
+``optout_text.unsubscribe_request``). Each rule reports the phrase it matched.
 """
 
 from __future__ import annotations
@@ -157,29 +157,6 @@ def extract_reply(text: str) -> Reply:
 
 # -- unsubscribe and intent -----------------------------------------------------------------------
 
-_UNSUBSCRIBE = re.compile(
-    r"\bunsubscribe (?:me|us)\b|\bplease unsubscribe\b|^[ \t]*unsubscribe\b"
-    r"|\bremove (?:me|us|my (?:e-?mail|address|name))\b|\btake (?:me|us) off\b"
-    r"|\bstop (?:e-?mailing|spamming)\b"
-    r"|\bstop (?:sending|contacting|messaging|writing to) (?:me|us)\b"
-    r"|\b(?:do not|don't|dont|never) (?:contact|e-?mail|write to|message) (?:me|us)\b"
-    r"|\bplease stop\b(?! by)|\bopt (?:me|us) out\b|\bopt out of (?:your|these|this|future)\b"
-    r"|\bno more e-?mails\b|\babmelden\b"
-    r"|\bmelden sie mich\b.{0,40}\bab\b|\baustragen\b|\btragen sie mich\b.{0,60}\baus\b"
-    r"|\bkeine (?:weiteren |weitere )?(?:e-?mails|nachrichten|werbung)\b|d[ée]sinscri|d[ée]sabonn"
-    r"|\bne plus (?:recevoir|me contacter)\b|\bne (?:me )?(?:contactez|écrivez) plus\b"
-    r"|\bno me (?:escriba|escribas|contacte|contactes|envíe|envíes)\b|\bdar(?:me)? de baja\b"
-    r"|\buitschrijven\b|\bafmelden\b|\bmeld (?:mij|me) af\b|\bverwijder (?:mij|me)\b"
-    r"|\bdescadastr|\bcancelar (?:a )?inscrição\b|\bnão (?:me )?(?:envie|contate|escreva)\b"
-    r"|\bdisiscriv|\bcancellami\b|\bnon (?:scrivermi|contattarmi)\b|\brimuovetemi\b",
-    re.I | re.M,
-)
-_SUBJECT_WORDS = frozenset(
-    {"unsubscribe", "unsubscribe me", "remove", "remove me", "stop", "opt out", "opt-out",
-     "abmelden", "austragen", "désinscription", "désinscrire", "désabonnement", "baja",
-     "darme de baja", "uitschrijven", "afmelden", "descadastrar", "disiscrivimi", "cancellami"}
-)  # fmt: skip
-_REPLY_PREFIX = re.compile(r"^(?:(?:re|aw|sv|fw|fwd|wg|tr|rv|antw)\s*:\s*)+", re.I)
 _NAME = r"(?-i:[A-Z][\w'.-]+(?:[ \t]+[A-Z][\w'.-]+){0,2})"
 _NOT_NAMES = frozenset(
     {"If", "Whether", "What", "Why", "How", "When", "Where", "Who", "Which", "The", "This", "That",
@@ -272,25 +249,6 @@ _NAME_BEFORE = re.compile(rf"(?P<name>{_NAME})\s*(?:\(|<|\bat\b|[-\u2013\u2014:,
 
 def _normal(text: str) -> str:
     return text.replace("\u2019", "'").replace("\u2018", "'")
-
-
-def unsubscribe_request(reply_text: str, subject: str) -> str | None:
-    """Evidence when the new text (or the subject) asks to be removed, else ``None``.
-
-    A reply's subject is usually ours ("Re: Stop sending paper invoices"), so it only counts when
-    it is nothing but an opt-out word, or when the message is not a reply at all.
-    """
-    text = _normal(reply_text)
-    if hit := _UNSUBSCRIBE.search(text):
-        return f"reply text asks to be removed: '{hit.group(0).strip()}'"
-    if len(text) < 60 and (hit := re.search(r"\bunsubscribe\b", text, re.I)):
-        return f"short reply says '{hit.group(0)}'"
-    bare = _REPLY_PREFIX.sub("", subject).strip()
-    if bare.strip(" .!").casefold() in _SUBJECT_WORDS:
-        return f"subject asks to be removed: '{bare}'"
-    if bare == subject and len(bare) < 60 and (hit := _UNSUBSCRIBE.search(_normal(bare))):
-        return f"subject asks to be removed: '{hit.group(0)}'"
-    return None
 
 
 def _redirect_target(text: str, sender: str, cc: Sequence[tuple[str, str]]) -> str | None:

@@ -39,6 +39,8 @@ from sequencer.core.ports import (
 from sequencer.core.specjson import spec_from_json
 from sequencer.core.states import CampaignStatus, EnrollmentState, enrollment_transition
 from sequencer.errors import ConfigError, SequencerError
+from sequencer.services.inbound_match import UNVERIFIED, match
+from sequencer.services.optout import opt_out
 from sequencer.services.sending import stop_enrollment
 
 log = logging.getLogger(__name__)
@@ -229,14 +231,15 @@ def _hold(repo: Store, enrollment: EnrollmentRecord, reason: str, now: datetime)
 
 
 def _hold_for_human(
-    repo: Store, record: InboundRecord, raw: bytes, error: str, now: datetime
+    repo: Store, record: InboundRecord, raw: bytes, error: str, now: datetime, hold: bool = True
 ) -> None:
-    """Unhandled: kept and listed; the sender's enrollment is held until a human looks."""
+    """Unhandled: kept and listed; the sender's enrollment is held until a human looks
+    (unless ``hold`` is False: then it is only listed)."""
     enrollment = None
     try:
         parsed = parse_inbound(raw)
         candidates = repo.live_enrollments_for(parsed.from_addr) if parsed.from_addr else []
-        enrollment = candidates[0] if candidates else None
+        enrollment = candidates[0] if candidates and hold else None
     except Exception:
         parsed = None
     if enrollment is not None:
@@ -253,51 +256,6 @@ def _hold_for_human(
 def _thread_enrollment(repo: Store, parsed: ParsedInbound) -> EnrollmentRecord | None:
     draft = repo.draft_by_message_ids([*parsed.in_reply_to, *parsed.references])
     return None if draft is None else repo.get_enrollment(draft.enrollment_id)
-
-
-def match(
-    repo: Store, parsed: ParsedInbound, verdict: Verdict
-) -> tuple[EnrollmentRecord | None, str]:
-    """Our Message-ID in the thread, then in a bounce's returned message, then the sender.
-
-    Anyone can write our Message-ID into In-Reply-To: a thread match from someone who is not
-    the prospect (nor on the prospect's domain) and is not a bounce is only a hint for a human
-    (``thread-other-sender``): it never stops, suppresses or hands off that prospect, but the
-    prospect's sequence is held until a person has looked (``_hold_thread_reply``).
-    """
-    draft = repo.draft_by_message_ids([*parsed.in_reply_to, *parsed.references])
-    if draft is not None:
-        enrollment = repo.get_enrollment(draft.enrollment_id)
-        bounce = verdict.klass in (InboundClass.HARD_BOUNCE, InboundClass.SOFT_BOUNCE)
-        if enrollment is None or bounce or _same_party(parsed.from_addr, enrollment.prospect_key):
-            return enrollment, "in-reply-to"
-        return None, "thread-other-sender"  # see _hold_thread_reply
-    if verdict.klass in (InboundClass.HARD_BOUNCE, InboundClass.SOFT_BOUNCE):
-        draft = repo.draft_by_message_ids(parsed.returned_message_ids)
-        if draft is not None:
-            return repo.get_enrollment(draft.enrollment_id), "returned-message"
-        for address, _ in verdict.bounced:
-            live = repo.live_enrollments_for(address.casefold())
-            if live:
-                return live[0], "bounced-address"
-        return None, ""
-    if parsed.from_addr:
-        live = repo.live_enrollments_for(parsed.from_addr)
-        if live:
-            return live[0], "sender"
-        domain = parsed.from_addr.rpartition("@")[2]
-        if domain and repo.live_enrollments_on_domain(domain):
-            return None, "domain-hint"
-    return None, ""
-
-
-def _same_party(sender: str, prospect: str) -> bool:
-    """The prospect, or someone on the prospect's domain (or a subdomain of it, or a parent)."""
-    sender, prospect = sender.casefold(), prospect.casefold()
-    if not sender or sender == prospect:
-        return sender == prospect
-    a, b = sender.rpartition("@")[2], prospect.rpartition("@")[2]
-    return bool(a and b) and (a == b or a.endswith("." + b) or b.endswith("." + a))
 
 
 def _handle(
@@ -334,6 +292,14 @@ def _handle(
         _hold_for_human(
             repo, record, raw, "could not classify: " + "; ".join(verdict.evidence), now
         )
+        repo.update_inbound(record.id, **common)
+        report.unhandled += 1
+        return
+    if enrollment is None and how in UNVERIFIED:
+        # an opt-out we cannot verify still holds the sender's sequence: never email someone
+        # who may have opted out before a person has looked
+        hold = verdict.klass is InboundClass.UNSUBSCRIBE
+        _hold_for_human(repo, record, raw, UNVERIFIED[how], now, hold=hold)
         repo.update_inbound(record.id, **common)
         report.unhandled += 1
         return
@@ -392,11 +358,10 @@ def _act(
 ) -> None:
     k = verdict.klass
     if k is InboundClass.HARD_BOUNCE:
-        addresses = {a.casefold() for a, _ in verdict.bounced} or {e.prospect_key}
-        for address in addresses:
-            repo.add_suppression(
-                address, "hard bounce: " + "; ".join(verdict.evidence)[:200], "inbox", now
-            )
+        # only our own recipient: never the other addresses a bounce lists (see inbound_match)
+        repo.add_suppression(
+            e.prospect_key, "hard bounce: " + "; ".join(verdict.evidence)[:200], "inbox", now
+        )
         if _live(e):
             stop_enrollment(repo, e.id, EnrollmentState.BOUNCED, "hard bounce", now)
     elif k is InboundClass.SOFT_BOUNCE:
@@ -417,12 +382,8 @@ def _act(
                 e.id, now, state=EnrollmentState.PAUSED, paused_until=max(until, now)
             )
     elif k is InboundClass.UNSUBSCRIBE:
-        for address in {e.prospect_key, parsed.from_addr} - {""}:
-            repo.add_suppression(address, "asked to be removed", "inbox", now)
-            for other in repo.live_enrollments_for(address):
-                stop_enrollment(repo, other.id, EnrollmentState.UNSUBSCRIBED, "unsubscribed", now)
-        if _live(e):
-            stop_enrollment(repo, e.id, EnrollmentState.UNSUBSCRIBED, "unsubscribed", now)
+        for address in sorted({e.prospect_key, parsed.from_addr} - {""}):
+            opt_out(repo, address, "asked to be removed", f"inbox #{record.id}", now)
     elif k is InboundClass.HUMAN_REPLY:
         _human_reply(repo, cfg, record, verdict, e, now, report)
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from sequencer.core import autoreply, replytext
+from sequencer.core import autoreply, optout_text, replytext
 from sequencer.core.inbound import (
     InboundClass,
     Intent,
@@ -338,7 +338,7 @@ def test_intent_rules_and_their_precedence(text, intent):
      "unsubscribe"],
 )  # fmt: skip
 def test_unsubscribe_phrases(text):
-    assert replytext.unsubscribe_request(text, "Re: hi") is not None
+    assert optout_text.unsubscribe_request(text, "Re: hi") is not None
 
 
 @pytest.mark.parametrize(
@@ -352,7 +352,7 @@ def test_unsubscribe_phrases(text):
     ],
 )  # fmt: skip
 def test_near_misses_are_not_unsubscribes(text, subject):
-    assert replytext.unsubscribe_request(text, subject) is None
+    assert optout_text.unsubscribe_request(text, subject) is None
 
 
 def test_a_reply_to_a_subject_that_says_stop_is_still_a_reply():

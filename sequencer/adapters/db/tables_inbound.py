@@ -56,6 +56,9 @@ class InboundMessage(Base):
     matched_by: Mapped[str | None] = mapped_column(String(40))
     error: Mapped[str | None] = mapped_column(Text)
     handled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # rev. 0010: a person marked an unhandled/unmatched message handled
+    reviewed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    reviewed_by: Mapped[str | None] = mapped_column(String(EMAIL_LENGTH))
 
 
 class Handoff(Base):

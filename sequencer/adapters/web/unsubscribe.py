@@ -3,7 +3,9 @@
 The signed token names the address and campaign; the HMAC is the authentication. A GET only
 shows a page with a button, because mail scanners fetch links; a POST unsubscribes, both for
 the button and for RFC 8058 one-click (``List-Unsubscribe=One-Click``, sent by mail clients).
-Suppression is global and idempotent: no campaign emails the address again.
+Both end in ``services.optout.opt_out``, like every other opt-out channel: the address is
+suppressed globally, its live enrollments stop as ``unsubscribed`` and their unsent drafts are
+cancelled. Idempotent.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from sequencer.adapters.web.deps import ctx, page, redirect
 from sequencer.core.tokens import verify_unsubscribe_token
 from sequencer.errors import SequencerError
 from sequencer.services import campaigns
+from sequencer.services.optout import opt_out_address
 
 router = APIRouter()
 REASON = "unsubscribe link"
@@ -55,7 +58,7 @@ def unsubscribe(
         return _bad_link(request)
     email, campaign = found
     try:
-        campaigns.suppress(c.uow_factory, email, REASON, f"campaign {campaign}", c.clock())
+        opt_out_address(c.uow_factory, email, REASON, f"campaign {campaign}", c.clock())
     except SequencerError:  # an address the validator refuses: nothing could be sent to it
         return _bad_link(request)
     if one_click == "One-Click":  # RFC 8058: a mail client's background POST, no page wanted
