@@ -45,14 +45,23 @@ def poll_cmd(
 
 @handle_errors
 def inbox(
-    unhandled: bool = typer.Option(False, "--unhandled", help="Only messages waiting for a human."),
+    unhandled: bool = typer.Option(
+        False,
+        "--unhandled",
+        help="Only messages waiting for a person: neither acted on nor matched, and not yet "
+        "marked handled (`refseq inbound done ID`).",
+    ),
     unmatched: bool = typer.Option(False, "--unmatched", help="Only messages matched to no one."),
     as_json: bool = JSON,
 ) -> None:
     """Inbound messages: class, the evidence that decided it, and what was done."""
-    statuses = ["unhandled"] if unhandled else ["unmatched"] if unmatched else None
-    with uow()() as u:
-        rows = u.repo.list_inbound(statuses)
+    from sequencer.services.inbound_review import needs_person
+
+    if unhandled:
+        rows = needs_person(uow())
+    else:
+        with uow()() as u:
+            rows = u.repo.list_inbound(["unmatched"] if unmatched else None)
     data: list[dict[str, Any]] = [
         {
             "id": r.id,
@@ -66,6 +75,8 @@ def inbox(
             "matched_by": r.matched_by,
             "evidence": r.evidence,
             "error": r.error,
+            "reviewed_at": r.reviewed_at.isoformat() if r.reviewed_at else None,
+            "reviewed_by": r.reviewed_by,
         }
         for r in rows
     ]
@@ -211,6 +222,22 @@ def handoff_done(handoff_id: int) -> None:
     output.out.print(f"handoff {handoff_id}: handled")
 
 
+@handle_errors
+def inbound_done(
+    ids: list[int] = typer.Argument(..., help="Inbound message ids (`refseq inbox --unhandled`)."),
+) -> None:
+    """Mark inbound messages handled by a person: they leave `refseq inbox --unhandled` and the
+    web inbox. A held sequence stays held until `refseq release`."""
+    import os
+
+    from sequencer.services.inbound_review import mark_handled
+
+    actor = os.environ.get("REFSEQ_ACTOR") or "cli"
+    for inbound_id in ids:
+        done = mark_handled(uow(), inbound_id, actor, parse_now(None))
+        output.out.print(f"inbound {inbound_id}: {'handled' if done else 'already handled'}")
+
+
 def register(app: typer.Typer) -> None:
     app.command("poll")(poll_cmd)
     app.command("inbox")(inbox)
@@ -219,3 +246,6 @@ def register(app: typer.Typer) -> None:
     handoff_app = typer.Typer(help="Act on one handoff.", no_args_is_help=True)
     handoff_app.command("done")(handoff_done)
     app.add_typer(handoff_app, name="handoff")
+    inbound_app = typer.Typer(help="Act on inbound messages.", no_args_is_help=True)
+    inbound_app.command("done")(inbound_done)
+    app.add_typer(inbound_app, name="inbound")

@@ -149,13 +149,17 @@ def status(
 ) -> None:
     """Per campaign and mailbox: due, awaiting approval, sent vs cap, attention, next send."""
     from sequencer import bootstrap
+    from sequencer.services.inbound_review import needs_person
 
-    campaigns, mailboxes = status_service(bootstrap.uow_factory(settings()), parse_now(now))
+    factory = bootstrap.uow_factory(settings())
+    campaigns, mailboxes = status_service(factory, parse_now(now))
+    inbound = len(needs_person(factory))
     if as_json:
         output.emit_json(
             {
                 "campaigns": [c.__dict__ for c in campaigns],
                 "mailboxes": [m.__dict__ for m in mailboxes],
+                "inbound_needs_person": inbound,
             }
         )
         return
@@ -204,6 +208,10 @@ def status(
     attention = sum(c.needs_attention for c in campaigns)
     if attention:
         output.problem(f"{attention} send(s) need attention: see `refseq queue --attention`")
+    if inbound:
+        output.problem(
+            f"{inbound} inbound message(s) need a person: see `refseq inbox --unhandled`"
+        )
 
 
 def register(app: typer.Typer) -> None:

@@ -36,7 +36,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from sequencer.adapters.db.reps import reps_factory
-from sequencer.adapters.web import handoffs, login, report, unsubscribe, views
+from sequencer.adapters.web import handoffs, inbound, login, report, unsubscribe, views
 from sequencer.adapters.web.auth import (
     CookiePolicy,
     CsrfFailed,
@@ -221,7 +221,7 @@ def create_app(
         templates=_templates(TEMPLATES_DIR),
         limiter=limiter or LoginLimiter(),
     )
-    for module in (login, views, handoffs, report, unsubscribe):
+    for module in (login, views, handoffs, report, unsubscribe, inbound):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=TEMPLATES_DIR / "static"), name="static")
 
