@@ -300,7 +300,8 @@ def _handle(
         # who may have opted out before a person has looked
         hold = verdict.klass is InboundClass.UNSUBSCRIBE
         _hold_for_human(repo, record, raw, UNVERIFIED[how], now, hold=hold)
-        repo.update_inbound(record.id, **common)
+        # linked to no enrollment: the report must not count what nobody acted on
+        repo.update_inbound(record.id, enrollment_id=None, **common)
         report.unhandled += 1
         return
     if enrollment is None and how == "thread-other-sender":
