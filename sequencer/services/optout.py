@@ -46,7 +46,11 @@ def opt_out(repo: Store, address: str, reason: str, source: str, now: datetime) 
     cancelled = 0
     for enrollment in repo.live_enrollments_for(key):
         cancelled += stop_enrollment(
-            repo, enrollment.id, EnrollmentState.UNSUBSCRIBED, f"unsubscribed: {reason}", now
+            repo,
+            enrollment.id,
+            EnrollmentState.UNSUBSCRIBED,
+            f"unsubscribed, address suppressed: {reason}",
+            now,
         )
         stopped.append(enrollment.id)
     return OptOut(key, added, tuple(stopped), cancelled)
