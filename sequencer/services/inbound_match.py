@@ -7,7 +7,7 @@ Anyone can write a bounce, an auto-reply or an opt-out and name any address in i
   recipient we sent to, with the bounce's Date after our send. Only that recipient is ever
   suppressed, never the other addresses a bounce lists;
 * an **auto-reply** or an **opt-out** outside a thread is acted on only when its sender is our
-  own recipient and its Date is after our send;
+  own recipient and its Date is after our send (an ARF complaint: by the returned Message-ID);
 * a reply on a prospect's thread from another domain is only a hint (``thread-other-sender``).
 
 Everything else goes to a person (``unverified-*``): kept as ``unhandled``, nothing suppressed.
@@ -52,11 +52,15 @@ def match(
         enrollment = repo.get_enrollment(draft.enrollment_id)
         if bounce:
             return (enrollment, "in-reply-to") if _went(draft) else (None, UNVERIFIED_BOUNCE)
-        if enrollment is None or _same_party(parsed.from_addr, enrollment.prospect_key):
+        if enrollment is None or same_party(parsed.from_addr, enrollment.prospect_key):
             return enrollment, "in-reply-to"
         return None, "thread-other-sender"
     if bounce:
         return _bounce_match(repo, parsed, verdict)
+    if verdict.klass is InboundClass.UNSUBSCRIBE:  # an ARF complaint returns our message
+        draft = repo.draft_by_message_ids(parsed.returned_message_ids)
+        if draft is not None and _went(draft):
+            return repo.get_enrollment(draft.enrollment_id), "returned-message"
     if verdict.klass in SENDER_CHECKED:
         sent = _sent_before(repo, parsed.from_addr, parsed.date)
         if sent is None:
@@ -85,7 +89,7 @@ def _bounce_match(
     return None, UNVERIFIED_BOUNCE
 
 
-def _same_party(sender: str, prospect: str) -> bool:
+def same_party(sender: str, prospect: str) -> bool:
     """The prospect, or someone on the prospect's domain (or a subdomain of it, or a parent)."""
     sender, prospect = sender.casefold(), prospect.casefold()
     if not sender or sender == prospect:

@@ -39,7 +39,7 @@ from sequencer.core.ports import (
 from sequencer.core.specjson import spec_from_json
 from sequencer.core.states import CampaignStatus, EnrollmentState, enrollment_transition
 from sequencer.errors import ConfigError, SequencerError
-from sequencer.services.inbound_match import UNVERIFIED, match
+from sequencer.services.inbound_match import UNVERIFIED, match, same_party
 from sequencer.services.optout import opt_out
 from sequencer.services.sending import stop_enrollment
 
@@ -383,7 +383,9 @@ def _act(
                 e.id, now, state=EnrollmentState.PAUSED, paused_until=max(until, now)
             )
     elif k is InboundClass.UNSUBSCRIBE:
-        for address in sorted({e.prospect_key, parsed.from_addr} - {""}):
+        # the sender too when it is the prospect's side (not a feedback loop's address)
+        sender = {parsed.from_addr} if same_party(parsed.from_addr, e.prospect_key) else set()
+        for address in sorted({e.prospect_key} | sender):
             opt_out(repo, address, "asked to be removed", f"inbox #{record.id}", now)
     elif k is InboundClass.HUMAN_REPLY:
         _human_reply(repo, cfg, record, verdict, e, now, report)

@@ -7,6 +7,7 @@ import json
 from datetime import datetime, timedelta
 from email.message import EmailMessage
 from email.utils import format_datetime
+from pathlib import Path
 
 from sequencer.core.states import DraftState, EnrollmentState
 from sequencer.services.runner import replay, run_pass
@@ -176,3 +177,22 @@ def test_a_bounce_whose_recipient_cannot_be_read_is_shown_until_marked(world, uo
     assert row["reviewed_by"] == "cli" and row["reviewed_at"]
     assert "already handled" in cli("inbound", "done", str(waiting["id"])).stdout
     assert "no inbound message 999999" in cli("inbound", "done", "999999", code=1).stderr
+
+
+def test_a_complaint_opts_out_our_recipient_not_the_feedback_loop(world, uow_factory):
+    """An ARF abuse report comes from the mailbox provider, outside any thread: matched by the
+    returned Message-ID of our message, it opts out our recipient (and not the provider)."""
+    deps, sink, dovecot, cli = world["deps"], world["sink"], world["dovecot"], world["cli"]
+    run_pass(deps, MON)
+    (intro,) = sent_to(sink, "elena")
+    arf = (
+        Path("tests/fixtures/mail/unsubscribe/arf_abuse_report.eml")
+        .read_bytes()
+        .replace(b"<tuv678@acme.example>", str(intro["Message-ID"]).encode())
+        .replace(b"morty@plumbus.example", ELENA.encode())
+    )
+    dovecot.append(world["user"], "INBOX", arf, date=MON + timedelta(hours=1))
+    run_pass(deps, MON + timedelta(hours=2), ["poll"])
+    assert suppressed(uow_factory) == {ELENA}
+    assert enrollment(uow_factory, ELENA).state is EnrollmentState.UNSUBSCRIBED
+    assert unsubscribed_in_report(cli) == 1
