@@ -71,6 +71,11 @@ def _store_unmatched(world) -> int:
 
 def test_the_inbox_page_shows_unmatched_mail_until_a_person_marks_it(app, world):
     inbound_id = _store_unmatched(world)
+    # a rep sees their campaigns' mailboxes only: this one is nobody's, so the admin's
+    dana, dana_csrf = sign_in(app, DANA)
+    assert "someone@elsewhere.example" not in dana.get("/inbox").text
+    r = dana.post(f"/inbox/{inbound_id}/handled", data={"csrf": dana_csrf})
+    assert r.status_code == 404
     admin, csrf = sign_in(app, ADMIN)
     page = admin.get("/inbox")
     assert page.status_code == 200
