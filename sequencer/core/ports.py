@@ -536,7 +536,8 @@ class InboxRepository(Protocol):
     def get_inbound(self, inbound_id: int) -> tuple[InboundRecord, bytes] | None: ...
     def draft_by_message_ids(self, message_ids: Iterable[str]) -> DraftRecord | None: ...
     def last_sent_to(self, address: str, not_after: datetime) -> DraftRecord | None:
-        """Our latest message to ``address`` (casefolded) handed to SMTP by ``not_after``."""
+        """Our latest message to the prospect ``address`` (casefolded), handed to SMTP by
+        ``not_after``."""
         ...
 
     def inbound_for_review(self) -> list[InboundRecord]:

@@ -36,6 +36,17 @@ def _went(draft: DraftRecord) -> bool:
     return draft.sent_at is not None or draft.data_started_at is not None
 
 
+def _recipient(repo: Store, draft: DraftRecord | None) -> EnrollmentRecord | None:
+    """The enrollment whose prospect received ``draft``: None if it never went out, or went to
+    someone else (a thank-you note to the referrer is filed under the prospect's enrollment)."""
+    if draft is None or not _went(draft):
+        return None
+    enrollment = repo.get_enrollment(draft.enrollment_id)
+    if enrollment is None or draft.to_email.casefold() != enrollment.prospect_key:
+        return None
+    return enrollment
+
+
 def _sent_before(repo: Store, address: str, date: datetime | None) -> DraftRecord | None:
     return None if not address or date is None else repo.last_sent_to(address, date)
 
@@ -51,21 +62,22 @@ def match(
     if draft is not None:
         enrollment = repo.get_enrollment(draft.enrollment_id)
         if bounce:
-            return (enrollment, "in-reply-to") if _went(draft) else (None, UNVERIFIED_BOUNCE)
+            ours = _recipient(repo, draft)
+            return (ours, "in-reply-to") if ours else (None, UNVERIFIED_BOUNCE)
         if enrollment is None or same_party(parsed.from_addr, enrollment.prospect_key):
             return enrollment, "in-reply-to"
         return None, "thread-other-sender"
     if bounce:
         return _bounce_match(repo, parsed, verdict)
     if verdict.klass is InboundClass.UNSUBSCRIBE:  # an ARF complaint returns our message
-        draft = repo.draft_by_message_ids(parsed.returned_message_ids)
-        if draft is not None and _went(draft):
-            return repo.get_enrollment(draft.enrollment_id), "returned-message"
+        ours = _recipient(repo, repo.draft_by_message_ids(parsed.returned_message_ids))
+        if ours is not None:
+            return ours, "returned-message"
     if verdict.klass in SENDER_CHECKED:
-        sent = _sent_before(repo, parsed.from_addr, parsed.date)
-        if sent is None:
+        ours = _recipient(repo, _sent_before(repo, parsed.from_addr, parsed.date))
+        if ours is None:
             return None, UNVERIFIED_SENDER
-        return repo.get_enrollment(sent.enrollment_id), "sender-we-emailed"
+        return ours, "sender-we-emailed"
     if parsed.from_addr:
         live = repo.live_enrollments_for(parsed.from_addr)
         if live:
@@ -79,13 +91,13 @@ def match(
 def _bounce_match(
     repo: Store, parsed: ParsedInbound, verdict: Verdict
 ) -> tuple[EnrollmentRecord | None, str]:
-    draft = repo.draft_by_message_ids(parsed.returned_message_ids)
-    if draft is not None and _went(draft):
-        return repo.get_enrollment(draft.enrollment_id), "returned-message"
+    ours = _recipient(repo, repo.draft_by_message_ids(parsed.returned_message_ids))
+    if ours is not None:
+        return ours, "returned-message"
     for address, _ in verdict.bounced:
-        sent = _sent_before(repo, address.casefold(), parsed.date)
-        if sent is not None:
-            return repo.get_enrollment(sent.enrollment_id), "bounced-recipient"
+        ours = _recipient(repo, _sent_before(repo, address.casefold(), parsed.date))
+        if ours is not None:
+            return ours, "bounced-recipient"
     return None, UNVERIFIED_BOUNCE
 
 

@@ -196,3 +196,31 @@ def test_a_complaint_opts_out_our_recipient_not_the_feedback_loop(world, uow_fac
     assert suppressed(uow_factory) == {ELENA}
     assert enrollment(uow_factory, ELENA).state is EnrollmentState.UNSUBSCRIBED
     assert unsubscribed_in_report(cli) == 1
+
+
+def test_an_auto_reply_outside_a_thread_pauses_only_after_our_send(world, uow_factory):
+    deps, sink, dovecot, cli = world["deps"], world["sink"], world["dovecot"], world["cli"]
+
+    def away(at: datetime) -> bytes:
+        msg = EmailMessage()
+        msg["From"], msg["To"], msg["Subject"] = SAM, REP, "Out of office"
+        msg["Date"], msg["Message-ID"] = (
+            format_datetime(at),
+            f"<ooo-{at.timestamp():.0f}@c.example>",
+        )
+        msg["Auto-Submitted"] = "auto-replied"
+        msg.set_content("I am out of the office until 7 December 2026.")
+        return msg.as_bytes()
+
+    dovecot.append(world["user"], "INBOX", away(MON - timedelta(hours=1)), date=MON)
+    run_pass(deps, MON - timedelta(minutes=30), ["poll"])
+    assert enrollment(uow_factory, SAM).state is EnrollmentState.ACTIVE
+    (waiting,) = cli.json("inbox", "--unhandled")
+    assert waiting["class"] == "auto_reply"
+
+    run_pass(deps, MON)
+    assert len(sent_to(sink, "sam")) == 1
+    at = MON + timedelta(hours=1)
+    dovecot.append(world["user"], "INBOX", away(at), date=at)
+    run_pass(deps, at + timedelta(minutes=5), ["poll"])
+    assert enrollment(uow_factory, SAM).state is EnrollmentState.PAUSED

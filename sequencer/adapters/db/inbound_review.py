@@ -12,7 +12,7 @@ from datetime import datetime
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from sequencer.adapters.db.inbox import _INBOUND_COLUMNS, DRAFTS, INBOUND, _row
+from sequencer.adapters.db.inbox import _INBOUND_COLUMNS, DRAFTS, ENROLLMENTS, INBOUND, _row
 from sequencer.core.ports import DraftRecord, InboundRecord
 
 NEEDS_PERSON = ("unhandled", "unmatched")
@@ -25,11 +25,14 @@ class InboundReviewQueries:
     def last_sent_to(self, address: str, not_after: datetime) -> DraftRecord | None:
         from sequencer.adapters.db.repository import _DRAFT_COLUMNS, _draft_record
 
+        key = address.casefold()
         went = func.coalesce(DRAFTS.c.sent_at, DRAFTS.c.data_started_at)
         row = self.session.execute(
             select(*_DRAFT_COLUMNS)
+            .join(ENROLLMENTS, ENROLLMENTS.c.id == DRAFTS.c.enrollment_id)
             .where(
-                func.lower(DRAFTS.c.to_email) == address.casefold(),
+                ENROLLMENTS.c.prospect_key == key,  # indexed
+                func.lower(DRAFTS.c.to_email) == key,  # not a note to someone else
                 went.is_not(None),
                 went <= not_after,
             )
