@@ -128,6 +128,8 @@ class RoutingSpec:
     notify_rep: bool
     webhook_url_env: str | None
     thank_referrer: str  # "draft" | "off"
+    # At most one thank-you note per referrer in this long (it names every prospect since).
+    thank_window_seconds: int = 86_400
 
 
 @dataclass(frozen=True)

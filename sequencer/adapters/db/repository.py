@@ -28,6 +28,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from sequencer.adapters.db.inbox import InboxQueries
+from sequencer.adapters.db.notes import NoteQueries
 from sequencer.adapters.db.outbox import OutboxQueries
 from sequencer.adapters.db.tables import (
     Campaign,
@@ -217,7 +218,7 @@ def _rowcount(result: Any) -> int:
     return cast(CursorResult[Any], result).rowcount
 
 
-class SqlRepository(OutboxQueries, InboxQueries):
+class SqlRepository(OutboxQueries, InboxQueries, NoteQueries):
     def __init__(self, session: Session) -> None:
         self.session = session
 
