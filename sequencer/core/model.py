@@ -199,9 +199,12 @@ class Referrer:
     our_context: str
     consent: bool
     row: int = 0
+    timezone: str = ""  # optional IANA zone: thank-you notes go in their hours (else the rep's)
 
     def fields(self) -> dict[str, object]:
+        zone = {"timezone": self.timezone} if self.timezone else {}
         return {
+            **zone,
             "id": self.id,
             "name": self.name,
             "email": self.email,
