@@ -37,8 +37,14 @@ from sequencer.core.ports import (
     UnitOfWork,
 )
 from sequencer.core.specjson import spec_from_json
-from sequencer.core.states import CampaignStatus, EnrollmentState, enrollment_transition
+from sequencer.core.states import (
+    CampaignStatus,
+    DraftKind,
+    EnrollmentState,
+    enrollment_transition,
+)
 from sequencer.errors import ConfigError, SequencerError
+from sequencer.services.notes import NOTE_MATCH, note_inbound
 from sequencer.services.sending import stop_enrollment
 
 log = logging.getLogger(__name__)
@@ -266,6 +272,8 @@ def match(
     prospect's sequence is held until a person has looked (``_hold_thread_reply``).
     """
     draft = repo.draft_by_message_ids([*parsed.in_reply_to, *parsed.references])
+    if draft is not None and draft.kind is DraftKind.NOTE:
+        return None, NOTE_MATCH  # about the referrer, never the prospect (services.notes)
     if draft is not None:
         enrollment = repo.get_enrollment(draft.enrollment_id)
         bounce = verdict.klass in (InboundClass.HARD_BOUNCE, InboundClass.SOFT_BOUNCE)
@@ -274,6 +282,8 @@ def match(
         return None, "thread-other-sender"  # see _hold_thread_reply
     if verdict.klass in (InboundClass.HARD_BOUNCE, InboundClass.SOFT_BOUNCE):
         draft = repo.draft_by_message_ids(parsed.returned_message_ids)
+        if draft is not None and draft.kind is DraftKind.NOTE:
+            return None, NOTE_MATCH
         if draft is not None:
             return repo.get_enrollment(draft.enrollment_id), "returned-message"
         for address, _ in verdict.bounced:
@@ -342,6 +352,8 @@ def _handle(
         report.unhandled += 1
         return
     if enrollment is None:
+        if how == NOTE_MATCH:
+            note_inbound(repo, verdict.klass, verdict.bounced, now)
         repo.update_inbound(record.id, status="unmatched", handled_at=now, **common)
         report.unmatched += 1
         return

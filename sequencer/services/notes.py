@@ -22,6 +22,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from sequencer.core.drafts import DraftConfig
+from sequencer.core.inbound import InboundClass
 from sequencer.core.model import CampaignSpec
 from sequencer.core.notes import build_note, referrer_key
 from sequencer.core.ports import (
@@ -110,6 +111,21 @@ def _extend(
     why = f"thank the referrer for {e.prospect_email} too ({len(people)} prospects)"
     _event(repo, note.id, "extended", why, now, state=updated.state.value)
     return updated
+
+
+# How an inbound message about a note is matched: to no prospect (a person reads it in
+# `refseq inbox`); the referrer answering or bouncing a note must not count as the prospect's.
+NOTE_MATCH = "note-to-referrer"
+
+
+def note_inbound(
+    repo: Store, klass: InboundClass, bounced: list[tuple[str, str]], now: datetime
+) -> None:
+    """A note bounced hard: the referrer's address takes no more notes."""
+    if klass is InboundClass.HARD_BOUNCE:
+        for address, status in bounced:
+            why = f"hard bounce of a thank-you note ({status})"
+            repo.add_suppression(address.casefold(), why, "inbox", now)
 
 
 def note_wait(repo: Store, note: DraftRecord, spec: CampaignSpec, now: datetime) -> datetime | None:

@@ -320,3 +320,36 @@ def test_a_handoff_counts_against_the_message_its_reply_answered(world):
     rows = {r["group"]: r["all"] for r in report_json(cli)["rows"]}
     assert (rows["1"]["replied"], rows["1"]["handed_off"]) == (1, 1)
     assert (rows["2"]["replied"], rows["2"]["handed_off"]) == (0, 0)
+
+
+BOUNCE = (
+    Path(__file__).parent.parent / "fixtures" / "mail" / "hard_bounce" / "postfix_user_unknown.eml"
+)
+
+
+def test_a_bounced_note_is_about_the_referrer_not_the_prospect(world):
+    """James's mailbox rejects the note: James takes no more notes; Elena (who replied) is
+    neither counted as bounced nor suppressed."""
+    deps, sink, cli = world["deps"], world["sink"], world["cli"]
+    run_pass(deps, MON)
+    answer(world, "elena", INTERESTED.format(name="Elena"), TUE + timedelta(minutes=30))
+    run_pass(deps, TUE + timedelta(hours=1))
+    (note,) = note_rows(cli)
+    cli("approve", str(note["id"]))
+    replay(deps, TUE + timedelta(hours=2), TUE + timedelta(days=1), timedelta(hours=1))
+    (msg,) = notes_received(sink)
+    raw = (
+        BOUNCE.read_bytes()
+        .replace(b"ghost@initech.example", JAMES.encode())
+        .replace(b"<abc123@acme.example>", str(msg["Message-ID"]).encode())
+    )
+    at = TUE + timedelta(days=1, hours=1)
+    world["dovecot"].append(world["user"], "INBOX", raw, date=at)
+    run_pass(deps, at + timedelta(minutes=30), ["poll"])
+
+    suppressed = {s["value"] for s in cli.json("suppress", "list")}
+    assert JAMES in suppressed and "elena.park@northbank.example" not in suppressed
+    total = report_json(cli)["total"]["all"]
+    assert (total["bounced"], total["replied"], total["handed_off"]) == (0, 1, 1)
+    (elena,) = [e for e in report_json(cli)["edges"] if e["prospect_email"].startswith("elena")]
+    assert elena["outcome"] == "handed_off" and elena["state"] == "replied"
