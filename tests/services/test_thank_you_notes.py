@@ -159,8 +159,9 @@ def test_two_prospects_engaging_at_once_make_one_note_in_the_referrers_hours(wor
     assert msg["To"].addresses[0].addr_spec == JAMES
     assert msg["Subject"] == "Thank you, James"
     body = text_of(msg)
-    assert "Elena Park at Northbank" in body and "Sam Ortiz at ClearDesk" in body
-    assert "now in touch with 2 people you know" in body
+    lines = body.splitlines()
+    assert "- Elena Park at Northbank" in lines and "- Sam Ortiz at ClearDesk" in lines
+    assert "now in touch with 2 people you know:" in body
     # a footer for a referrer, with a working opt-out, not the prospects' one
     assert "because you introduced me to someone you know" in body
     assert "rather not hear from me again" not in body

@@ -54,7 +54,7 @@ def list_(as_json: bool = JSON) -> None:
                 d["id"],
                 d["campaign"],
                 d["to"],
-                d["step"],
+                d["step"] or d["kind"],
                 (d["data_started_at"] or "")[:16].replace("T", " "),
                 d["error"] or "",
             )

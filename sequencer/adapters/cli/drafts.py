@@ -79,7 +79,7 @@ def queue(
                 r["prospect"],
                 r["temperature"],
                 r["referrer"] + ("" if r["named"] else " (unnamed)"),
-                r["step"],
+                r["step"] or r["kind"],  # a note has no step number
                 r["subject"],
                 r["due_at"][:16].replace("T", " "),
             )
