@@ -14,6 +14,7 @@ import email.policy
 import email.utils
 import json
 import random
+import threading
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from pathlib import Path
@@ -354,3 +355,43 @@ def test_a_bounced_note_is_about_the_referrer_not_the_prospect(world):
     assert (total["bounced"], total["replied"], total["handed_off"]) == (0, 1, 1)
     (elena,) = [e for e in report_json(cli)["edges"] if e["prospect_email"].startswith("elena")]
     assert elena["outcome"] == "handed_off" and elena["state"] == "replied"
+
+
+def test_senders_racing_for_a_note_send_it_once(world, uow_factory):
+    """Three workers' send passes at the same instant: the outbox claim gives the note to one."""
+    deps, sink, cli = world["deps"], world["sink"], world["cli"]
+    run_pass(deps, MON)
+    answer(world, "elena", INTERESTED.format(name="Elena"), TUE + timedelta(minutes=30))
+    run_pass(deps, TUE + timedelta(hours=1))
+    (note,) = note_rows(cli)
+    cli("approve", str(note["id"]))
+    tokyo_morning = TUE + timedelta(hours=11)  # Wednesday 09:00 in Tokyo
+    barrier = threading.Barrier(3)
+    errors: list[BaseException] = []
+
+    def worker() -> None:
+        mine = Deps(
+            uow_factory=deps.uow_factory,
+            draft_cfg=deps.draft_cfg,
+            send_cfg=deps.send_cfg,
+            mailer_factory=lambda: SmtpMailer(retry_attempts=1, sleep=lambda s: None),
+        )
+        try:
+            barrier.wait(timeout=10)
+            run_pass(mine, tokyo_morning, ["send"])
+        except BaseException as exc:
+            errors.append(exc)
+        finally:
+            mine.close()
+
+    threads = [threading.Thread(target=worker) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert not errors
+    assert len(notes_received(sink)) == 1
+    with uow_factory() as uow:
+        view = uow.repo.get_draft(note["id"])
+        assert view is not None and view.draft.state.value == "sent"
+        assert [e.action for e in uow.repo.draft_events(note["id"])].count("claim") == 1
