@@ -170,6 +170,7 @@ def _referrers(
     lines: Iterable[str], source: str, progress: Progress | None
 ) -> tuple[Sheet, list[Referrer], list[Excluded]]:
     sheet = open_sheet(lines, source, ("id", "name", "our_strength"))
+    zones = _zones()
     kept: list[Referrer] = []
     excluded: list[Excluded] = []
     first: dict[object, int] = {}
@@ -186,7 +187,11 @@ def _referrers(
             our_context=row.text("our_context", header=False),
             consent=row.flag("consent"),
             row=row.line,
+            timezone=row.cells.get("timezone", ""),
         )
+        if referrer.timezone and referrer.timezone not in zones:
+            zone = referrer.timezone
+            row.problem("timezone", f"{zone!r} is not a known IANA time zone", _zone_hint(zone))
         dup = not row.problems and first_or_duplicate(row, "id", referrer.id, first)
         if row.problems:
             _drop(sheet, row, excluded, "id", "duplicate" if dup else "invalid")

@@ -107,23 +107,31 @@ def _address_lines(postal_address: str) -> list[str]:
     return [line.strip() for line in postal_address.splitlines() if line.strip()]
 
 
-def footer_text(unsubscribe_url: str, postal_address: str) -> str:
+# The opt-out sentence before the link: a prospect's, and (notes) a referrer's.
+PROSPECT_OPT_OUT = "If you'd rather not hear from me again,"
+REFERRER_OPT_OUT = (
+    "You're getting this because you introduced me to someone you know. "
+    "If you'd rather not get these notes,"
+)
+
+
+def footer_text(unsubscribe_url: str, postal_address: str, opt_out: str = PROSPECT_OPT_OUT) -> str:
     """The plain-text footer compose appends: opt-out line and postal address."""
     lines = [
         "--",
-        f"If you'd rather not hear from me again, unsubscribe here: {unsubscribe_url}",
+        f"{opt_out} unsubscribe here: {unsubscribe_url}",
         *_address_lines(postal_address),
     ]
     return "\n".join(lines) + "\n"
 
 
-def footer_html(unsubscribe_url: str, postal_address: str) -> str:
+def footer_html(unsubscribe_url: str, postal_address: str, opt_out: str = PROSPECT_OPT_OUT) -> str:
     """The HTML footer (everything escaped)."""
     url = html.escape(unsubscribe_url, quote=True)
     address = "<br>".join(html.escape(line) for line in _address_lines(postal_address))
     return (
         '<p style="margin-top:24px;color:#777;font-size:12px;line-height:1.4">'
-        f'If you\'d rather not hear from me again, <a href="{url}">unsubscribe here</a>.'
+        f'{html.escape(opt_out, quote=False)} <a href="{url}">unsubscribe here</a>.'
         f"<br>{address}</p>\n"
     )
 
@@ -158,6 +166,7 @@ def compose_message(
     postal_address: str,
     date: datetime,
     extra_headers: Mapping[str, str] | None = None,
+    opt_out: str = PROSPECT_OPT_OUT,
 ) -> EmailMessage:
     """The full message: headers, text part (+ HTML alternative), footers.
 
@@ -204,10 +213,11 @@ def compose_message(
     for name, value in extras.items():
         msg[name] = value
 
-    text = rendered.text.rstrip("\n") + "\n\n" + footer_text(url, postal_address)
+    text = rendered.text.rstrip("\n") + "\n\n" + footer_text(url, postal_address, opt_out)
     msg.set_content(text)
     if rendered.html is not None:
         msg.add_alternative(
-            _with_html_footer(rendered.html, footer_html(url, postal_address)), subtype="html"
+            _with_html_footer(rendered.html, footer_html(url, postal_address, opt_out)),
+            subtype="html",
         )
     return msg

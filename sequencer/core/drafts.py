@@ -9,12 +9,18 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
 
-from sequencer.core.compose import compose_message, make_message_id, thread_subject
+from sequencer.core.compose import (
+    PROSPECT_OPT_OUT,
+    REFERRER_OPT_OUT,
+    compose_message,
+    make_message_id,
+    thread_subject,
+)
 from sequencer.core.context import build_context
 from sequencer.core.model import Approval, CampaignSpec, StepSpec
 from sequencer.core.ports import DraftRecord, NewDraft
-from sequencer.core.render import RenderedEmail, Renderer, render_step, template_dirs
-from sequencer.core.states import DraftState
+from sequencer.core.render import RenderedEmail, Renderer, template_dirs
+from sequencer.core.states import DraftKind, DraftState
 from sequencer.core.tokens import make_unsubscribe_token
 from sequencer.errors import RenderError
 
@@ -184,41 +190,6 @@ def build_draft(
     )
 
 
-def build_draft_for_template(
-    spec: CampaignSpec,
-    enrollment: EnrollmentData,
-    enrollment_id: int,
-    step_index: int,
-    template: str,
-    to_email: str,
-    cfg: DraftConfig,
-    due_at: datetime,
-) -> NewDraft:
-    """A one-off draft outside the sequence (the thank-you to the referrer): rendered with the
-    internal context (the referrer is named: they are the reader), always awaiting approval."""
-    link = unsubscribe_url(cfg, to_email, spec.name)
-    context = enrollment_context(spec, enrollment, step_index + 1, link, internal=True)
-    rendered = render_step(
-        template, context, template_dirs(cfg.shipped_templates, spec.templates_dir)
-    )
-    headers = {"X-Refseq-Unsubscribe-Url": unsubscribe_url(cfg, to_email, spec.name)}
-    draft = NewDraft(
-        enrollment_id=enrollment_id,
-        step_index=step_index,
-        template=template,
-        state=DraftState.PENDING_APPROVAL,
-        to_email=to_email,
-        subject=rendered.subject,
-        text=rendered.text,
-        html=rendered.html,
-        headers=headers,
-        message_id=make_message_id(spec.rep.email.rsplit("@", 1)[-1]),
-        due_at=due_at,
-    )
-    recipient = {"first_name": str(enrollment.referrer.get("name", ""))}
-    return replace(draft, message=message_bytes(to_message(draft, spec, recipient, due_at)))
-
-
 def draft_headers(
     spec: CampaignSpec,
     enrollment: EnrollmentData,
@@ -250,6 +221,8 @@ class DraftLike(Protocol):
     def message_id(self) -> str: ...
     @property
     def headers(self) -> dict[str, str]: ...
+    @property
+    def kind(self) -> DraftKind: ...
 
 
 def to_message(
@@ -271,15 +244,13 @@ def to_message(
         unsubscribe_mailto=unsubscribe_mailto(spec),
         postal_address=spec.postal_address,
         date=date,
+        opt_out=REFERRER_OPT_OUT if draft.kind is DraftKind.NOTE else PROSPECT_OPT_OUT,
     )
 
 
-NOTE_STEP = 1000  # drafts at or above this step index are one-off notes (thank the referrer)
-
-
-def recipient_of(step_index: int, enrollment: EnrollmentData) -> dict[str, str]:
+def recipient_of(kind: DraftKind, enrollment: EnrollmentData) -> dict[str, str]:
     """Whose name goes in To: the prospect's, or the referrer's for a note to them."""
-    if step_index >= NOTE_STEP:
+    if kind is DraftKind.NOTE:
         return {"first_name": str(enrollment.referrer.get("name", ""))}
     return enrollment.prospect
 
@@ -310,5 +281,5 @@ def sendable_bytes(
     were, or whose content changed without them) the message built now."""
     if draft.message is not None:
         return with_date(draft.message, date)
-    recipient = recipient_of(draft.step_index, enrollment)
+    recipient = recipient_of(draft.kind, enrollment)
     return with_date(message_bytes(to_message(draft, spec, recipient, date)), date)

@@ -128,6 +128,8 @@ class RoutingSpec:
     notify_rep: bool
     webhook_url_env: str | None
     thank_referrer: str  # "draft" | "off"
+    # At most one thank-you note per referrer in this long (it names every prospect since).
+    thank_window_seconds: int = 86_400
 
 
 @dataclass(frozen=True)
@@ -197,9 +199,12 @@ class Referrer:
     our_context: str
     consent: bool
     row: int = 0
+    timezone: str = ""  # optional IANA zone: thank-you notes go in their hours (else the rep's)
 
     def fields(self) -> dict[str, object]:
+        zone = {"timezone": self.timezone} if self.timezone else {}
         return {
+            **zone,
             "id": self.id,
             "name": self.name,
             "email": self.email,

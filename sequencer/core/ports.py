@@ -8,7 +8,7 @@ from datetime import datetime
 from types import TracebackType
 from typing import Any, Protocol, Self
 
-from sequencer.core.states import CampaignStatus, DraftState, EnrollmentState
+from sequencer.core.states import CampaignStatus, DraftKind, DraftState, EnrollmentState
 
 
 @dataclass(frozen=True)
@@ -163,6 +163,7 @@ class NewDraft:
     message_id: str  # RFC 5322 Message-ID, with angle brackets
     due_at: datetime
     message: bytes | None = None  # the bytes to send, without Date: (core.drafts.message_bytes)
+    kind: DraftKind = DraftKind.STEP  # a note (to the referrer) is not a step: see DraftKind
 
 
 @dataclass(frozen=True)
@@ -196,6 +197,7 @@ class DraftRecord:
     smtp_reply: str | None = None
     last_error: str | None = None
     message: bytes | None = None  # built at draft time / edit, without Date:; None = not stored
+    kind: DraftKind = DraftKind.STEP  # rev. 0012; a note's step_index is NOTE_INDEX (-1)
 
     @property
     def step_number(self) -> int:
@@ -584,7 +586,32 @@ class InboxRepository(Protocol):
     ) -> None: ...
 
 
-class Store(Repository, DraftRepository, OutboxRepository, InboxRepository, Protocol):
+class NoteRepository(Protocol):
+    """Notes to referrers (``DraftKind.NOTE``) and the prospects each one thanks them for."""
+
+    def note_for(self, enrollment_id: int) -> int | None:
+        """The note that thanks the referrer for this enrollment's prospect, if any."""
+        ...
+
+    def note_mentions(self, draft_id: int) -> list[int]: ...
+    def add_note_mention(
+        self, draft_id: int, enrollment_id: int, referrer_key: str, now: datetime
+    ) -> bool:
+        """False when the enrollment is already in a note (each prospect is thanked once)."""
+        ...
+
+    def open_note_to(self, campaign_id: int, referrer_key: str) -> DraftRecord | None:
+        """The campaign's note to this referrer (casefolded address) not yet claimed."""
+        ...
+
+    def last_note_to(self, referrer_key: str, exclude_draft: int | None = None) -> datetime | None:
+        """When a note to this referrer last went out or started to (any campaign)."""
+        ...
+
+
+class Store(
+    Repository, DraftRepository, OutboxRepository, InboxRepository, NoteRepository, Protocol
+):
     """Everything the services read and write, in one transaction."""
 
 

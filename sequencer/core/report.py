@@ -4,11 +4,14 @@ Input is plain rows (``*Fact``) read by an adapter; output is frozen values a CL
 a chart can show. Definitions, so the figures can be checked by hand:
 
 * **enrolled**: enrollments (any state). **sent**: enrollments with at least one sent message;
-  grouped by step or template, the sent *messages* of that step/template.
+  grouped by step or template, the sent *messages* of that step/template. Only the prospect's
+  sequence steps are messages here: a thank-you note to the referrer (``kind`` ``note``) is
+  neither a step nor a message to the prospect, and nothing is attributed to it.
 * **bounced** / **replied** / **unsubscribed**: the enrollment's state says so, or an inbound
   message matched to it is a ``hard_bounce`` / ``human_reply`` / ``unsubscribe``.
   **auto_replied**: an ``auto_reply`` was matched to it. **interested**: a human reply with intent
-  ``interested``. **handed_off**: at least one handoff to the rep.
+  ``interested``. **handed_off**: at least one handoff to the rep, dated by the reply it came
+  from (so, by step, it counts against the same message as that reply).
 * Rates divide by **sent** (``send_rate`` by enrolled); an empty denominator gives 0.0.
 * **Time to first reply**: from the enrollment's first sent message to its first human reply
   (replies that arrived before any send are left out); the median over the group, in seconds.
@@ -78,6 +81,7 @@ class InboundFact:
 class HandoffFact:
     enrollment_id: int
     created_at: datetime
+    reply_at: datetime | None = None  # when the reply it came from arrived
 
 
 @dataclass(frozen=True)
@@ -342,7 +346,7 @@ def _tracks(facts: Facts) -> dict[int, _Track]:
     for h in facts.handoffs:
         t = tracks.get(h.enrollment_id)
         if t is not None:
-            t.note("handed_off", h.created_at)
+            t.note("handed_off", h.reply_at or h.created_at)
     return tracks
 
 

@@ -361,11 +361,14 @@ def _compliance(m: MapNode) -> str:
 
 
 def _routing(m: MapNode) -> RoutingSpec:
-    m.check_keys(("notify_rep", "webhook_url_env", "thank_referrer"), skip=SECRET_KEYS)
+    m.check_keys(
+        ("notify_rep", "webhook_url_env", "thank_referrer", "thank_window"), skip=SECRET_KEYS
+    )
     return RoutingSpec(
         notify_rep=m.get("notify_rep", boolean, True),
         webhook_url_env=m.opt("webhook_url_env", _env_name),
         thank_referrer=m.get("thank_referrer", _one_of("draft", "off"), "draft"),
+        thank_window_seconds=m.get("thank_window", duration(3600, 30 * 86_400), 86_400),
     )
 
 

@@ -34,6 +34,15 @@ class EnrollmentState(StrEnum):
     STOPPED = "stopped"
 
 
+class DraftKind(StrEnum):
+    """What a draft is: a step of the prospect's sequence, or a note to someone else (the
+    thank-you to a referrer). Only steps are sequence steps: reports, threads, due times and
+    the prospect's state ignore notes."""
+
+    STEP = "step"
+    NOTE = "note"
+
+
 class CampaignStatus(StrEnum):
     ACTIVE = "active"
     PAUSED = "paused"

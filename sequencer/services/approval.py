@@ -17,7 +17,7 @@ from sequencer.core.compose import HeaderInjectionError
 from sequencer.core.drafts import message_bytes, recipient_of, to_message, with_date
 from sequencer.core.ports import DraftEvent, DraftRecord, DraftView, Store, UnitOfWork
 from sequencer.core.specjson import spec_from_json
-from sequencer.core.states import DraftState, draft_transition
+from sequencer.core.states import DraftKind, DraftState, draft_transition
 from sequencer.errors import ConflictError, InvalidTransition, NotFound, SequencerError
 
 UowFactory = Callable[[], UnitOfWork]
@@ -75,9 +75,8 @@ def rendered_message(uow_factory: UowFactory, view: DraftView) -> Any:
     with uow_factory() as uow:
         campaign = uow.repo.campaign_by_id(view.draft.campaign_id)
         assert campaign is not None
-    return to_message(
-        view.draft, spec_from_json(campaign.spec), view.enrollment.prospect, view.draft.due_at
-    )
+    recipient = recipient_of(view.draft.kind, view.enrollment)
+    return to_message(view.draft, spec_from_json(campaign.spec), recipient, view.draft.due_at)
 
 
 def _snapshot(d: DraftRecord) -> dict[str, Any]:
@@ -228,7 +227,7 @@ def edit(
         campaign = uow.repo.campaign_by_id(d.campaign_id)
         assert campaign is not None
         candidate = _Edited(d, new_subject, new_text, new_html)
-        recipient = recipient_of(d.step_index, view.enrollment)
+        recipient = recipient_of(d.kind, view.enrollment)
         try:
             built = to_message(candidate, spec_from_json(campaign.spec), recipient, now)
         except HeaderInjectionError as exc:
@@ -271,3 +270,7 @@ class _Edited:
     @property
     def headers(self) -> dict[str, str]:
         return self.base.headers
+
+    @property
+    def kind(self) -> DraftKind:
+        return self.base.kind

@@ -19,6 +19,8 @@ from datetime import datetime
 
 from sequencer.core.inbound import InboundClass, ParsedInbound, Verdict
 from sequencer.core.ports import DraftRecord, EnrollmentRecord, Store
+from sequencer.core.states import DraftKind
+from sequencer.services.notes import NOTE_MATCH
 
 BOUNCES = (InboundClass.HARD_BOUNCE, InboundClass.SOFT_BOUNCE)
 SENDER_CHECKED = (InboundClass.AUTO_REPLY, InboundClass.UNSUBSCRIBE)
@@ -59,6 +61,8 @@ def match(
     decides; ``None`` with another ``how``: matched to no one."""
     bounce = verdict.klass in BOUNCES
     draft = repo.draft_by_message_ids([*parsed.in_reply_to, *parsed.references])
+    if draft is not None and draft.kind is DraftKind.NOTE:
+        return None, NOTE_MATCH  # about the referrer, never the prospect (services.notes)
     if draft is not None:
         enrollment = repo.get_enrollment(draft.enrollment_id)
         if bounce:
@@ -91,7 +95,10 @@ def match(
 def _bounce_match(
     repo: Store, parsed: ParsedInbound, verdict: Verdict
 ) -> tuple[EnrollmentRecord | None, str]:
-    ours = _recipient(repo, repo.draft_by_message_ids(parsed.returned_message_ids))
+    returned = repo.draft_by_message_ids(parsed.returned_message_ids)
+    if returned is not None and returned.kind is DraftKind.NOTE:
+        return None, NOTE_MATCH
+    ours = _recipient(repo, returned)
     if ours is not None:
         return ours, "returned-message"
     for address, _ in verdict.bounced:

@@ -37,9 +37,14 @@ from sequencer.core.ports import (
     UnitOfWork,
 )
 from sequencer.core.specjson import spec_from_json
-from sequencer.core.states import CampaignStatus, EnrollmentState, enrollment_transition
+from sequencer.core.states import (
+    CampaignStatus,
+    EnrollmentState,
+    enrollment_transition,
+)
 from sequencer.errors import ConfigError, SequencerError
 from sequencer.services.inbound_match import UNVERIFIED, match, same_party
+from sequencer.services.notes import NOTE_MATCH, note_inbound
 from sequencer.services.optout import opt_out
 from sequencer.services.sending import stop_enrollment
 
@@ -309,6 +314,8 @@ def _handle(
         report.unhandled += 1
         return
     if enrollment is None:
+        if how == NOTE_MATCH:
+            note_inbound(repo, verdict.klass, verdict.bounced, now)
         repo.update_inbound(record.id, status="unmatched", handled_at=now, **common)
         report.unmatched += 1
         return

@@ -1,4 +1,4 @@
-"""Route an engaged prospect to their rep: handoff record, notice email, webhook, thank-you draft.
+"""Route an engaged prospect to their rep: handoff record, notice email, webhook, thank-you note.
 
 Inside the inbox transaction only rows are written (handoff, webhook row, thank-you draft);
 the notice email and the webhook POST happen afterwards, recorded, and retried until they work.
@@ -18,10 +18,9 @@ from email.policy import SMTP
 from email.utils import format_datetime
 from typing import Any
 
-from sequencer.core.drafts import DraftConfig, build_draft_for_template, enrollment_context
+from sequencer.core.drafts import DraftConfig, enrollment_context
 from sequencer.core.model import CampaignSpec
 from sequencer.core.ports import (
-    DraftEvent,
     EnrollmentRecord,
     HandoffRecord,
     Mailer,
@@ -31,12 +30,11 @@ from sequencer.core.ports import (
 )
 from sequencer.core.render import render_step, template_dirs
 from sequencer.core.specjson import spec_from_json
-from sequencer.core.states import DraftState
+from sequencer.core.states import DraftKind, DraftState
 from sequencer.errors import AmbiguousDeliveryError, DeliveryError, SequencerError
-from sequencer.services.sending import NOTE_STEP
+from sequencer.services.notes import thank_referrer
 
 UowFactory = Callable[[], UnitOfWork]
-THANK_STEP = NOTE_STEP  # the step index of the thank-you to the referrer (one per referral)
 WEBHOOK_ATTEMPTS = 6
 
 
@@ -75,23 +73,7 @@ def on_handoff(
         repo.add_webhook(
             handoff.id, spec.routing.webhook_url_env, webhook_payload(spec, handoff, e), now
         )
-    email = str(e.referrer.get("email") or "")
-    if spec.routing.thank_referrer == "draft" and cfg is not None and email:
-        draft = build_draft_for_template(
-            spec, e, e.id, THANK_STEP, "thank_referrer", email, cfg, now
-        )
-        record = repo.add_draft(draft, now)  # unique (enrollment, step): once per referral
-        if record is not None:
-            repo.add_draft_event(
-                DraftEvent(
-                    record.id,
-                    "refseq-inbox",
-                    "created",
-                    {},
-                    {"state": record.state.value, "why": "thank the referrer"},
-                    now,
-                )
-            )
+    thank_referrer(repo, spec, handoff, e, cfg, now)  # services.notes: one per window
 
 
 @dataclass
@@ -163,7 +145,7 @@ def notify_handoffs(
                 thread = [
                     {"subject": d.subject, "sent": f"{d.sent_at:%a %d %b %Y %H:%M} UTC"}
                     for d in uow.repo.drafts_of(e.id)
-                    if d.sent_at is not None and d.step_index < NOTE_STEP
+                    if d.sent_at is not None and d.kind is DraftKind.STEP
                 ]
                 subject = inbound[0].subject or ""
                 work.append((h, spec_from_json(campaign.spec), e, subject, thread))
@@ -299,4 +281,4 @@ def list_handoffs(
         return uow.repo.list_handoffs(rep_email, states)
 
 
-__all__ = ["THANK_STEP", "DraftState"]
+__all__ = ["DraftState"]

@@ -26,9 +26,9 @@ from types import TracebackType
 from typing import Self
 from zoneinfo import ZoneInfo
 
-from sequencer.core.drafts import NOTE_STEP as NOTE_STEP  # routing imports it from here
 from sequencer.core.drafts import sendable_bytes
 from sequencer.core.model import CampaignSpec, NamePolicy
+from sequencer.core.notes import note_zone
 from sequencer.core.plan import is_suppressed
 from sequencer.core.ports import (
     DraftEvent,
@@ -50,6 +50,7 @@ from sequencer.core.specjson import spec_from_json
 from sequencer.core.states import (
     WAITING_ENROLLMENT_STATES,
     CampaignStatus,
+    DraftKind,
     DraftState,
     EnrollmentState,
 )
@@ -59,6 +60,7 @@ from sequencer.errors import (
     PermanentDeliveryError,
     TransientDeliveryError,
 )
+from sequencer.services.notes import note_wait
 
 UowFactory = Callable[[], UnitOfWork]
 SENDER = "refseq-sender"
@@ -124,6 +126,8 @@ def mailbox_key(spec: CampaignSpec) -> str:
 
 
 def _zone(view: DraftView, spec: CampaignSpec) -> ZoneInfo:
+    if is_note(view.draft):  # to the referrer: their hours, not the prospect's
+        return note_zone(view.enrollment.referrer, spec)
     return ZoneInfo(view.enrollment.referral.get("zone") or spec.rep.timezone)
 
 
@@ -141,7 +145,7 @@ def _event(repo: Store, draft: DraftRecord, action: str, now: datetime, **after:
 
 
 def is_note(draft: DraftRecord) -> bool:
-    return draft.step_index >= NOTE_STEP
+    return draft.kind is DraftKind.NOTE
 
 
 def _why_not(
@@ -228,10 +232,13 @@ def _claim(
                 report.deferred += 1
                 continue  # mail from them is waiting to be read: it may stop this step
             inside, slot = in_window(now, spec.schedule, _zone(view, spec))
-            if not inside:
-                repo.update_draft(d.id, d.revision, now, due_at=slot)
+            later = note_wait(repo, d, spec, now) if is_note(d) else None
+            if not inside or later is not None:
+                repo.update_draft(d.id, d.revision, now, due_at=later or slot)
                 report.deferred += 1
                 continue
+            if is_note(d) and any(is_note(c) and c.to_email == d.to_email for _, c, _ in chosen):
+                continue  # one note per referrer: the next claim defers this one a window
             chosen.append((view, d, spec))
         # One compare-and-set for the batch: a draft another sender changed first is left out.
         records = repo.claim_drafts([(d.id, d.revision) for _, d, _ in chosen], key, now)

@@ -9,6 +9,7 @@ import typer
 
 from sequencer.adapters.cli import output
 from sequencer.adapters.cli.common import NOW_HELP, handle_errors, parse_now, uow
+from sequencer.core.states import DraftKind
 
 app = typer.Typer(
     help="Sends whose outcome is unknown (the connection was lost after the data): "
@@ -31,7 +32,8 @@ def list_(as_json: bool = JSON) -> None:
             "id": v.draft.id,
             "campaign": v.campaign,
             "to": v.draft.to_email,
-            "step": v.draft.step_index + 1,
+            "kind": v.draft.kind.value,
+            "step": v.draft.step_number if v.draft.kind is DraftKind.STEP else None,
             "subject": v.draft.subject,
             "message_id": v.draft.message_id,
             "data_started_at": v.draft.data_started_at.isoformat()
@@ -52,7 +54,7 @@ def list_(as_json: bool = JSON) -> None:
                 d["id"],
                 d["campaign"],
                 d["to"],
-                d["step"],
+                d["step"] or d["kind"],
                 (d["data_started_at"] or "")[:16].replace("T", " "),
                 d["error"] or "",
             )

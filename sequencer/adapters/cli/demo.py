@@ -12,7 +12,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from sequencer.adapters.cli import output
 from sequencer.adapters.cli.common import handle_errors, parse_now
-from sequencer.core.states import DraftState
+from sequencer.core.states import DraftKind, DraftState
 
 
 @handle_errors
@@ -85,7 +85,7 @@ def _summary(db_url: str) -> None:
         factory.dispose()
     sent: dict[int, int] = {}
     for v in drafts:
-        if v.draft.state is DraftState.SENT and v.draft.step_index < 1000:
+        if v.draft.state is DraftState.SENT and v.draft.kind is DraftKind.STEP:
             sent[v.enrollment.id] = sent.get(v.enrollment.id, 0) + 1
     answered = {
         i.enrollment_id: f"{i.klass}" + (f" ({i.intent})" if i.klass == "human_reply" else "")

@@ -13,7 +13,7 @@ import typer
 from sequencer.adapters.cli import output
 from sequencer.adapters.cli.common import draft_config, handle_errors, parse_now, uow
 from sequencer.core.ports import DraftView
-from sequencer.core.states import DraftState
+from sequencer.core.states import DraftKind, DraftState
 from sequencer.errors import SequencerError
 from sequencer.services import approval
 
@@ -35,7 +35,8 @@ def _row(v: DraftView) -> dict[str, Any]:
         "temperature": e.temperature,
         "referrer": e.referrer.get("name", ""),
         "named": e.may_name_referrer,
-        "step": d.step_number,
+        "kind": d.kind.value,  # step | note (a thank-you to the referrer: no step number)
+        "step": d.step_number if d.kind is DraftKind.STEP else None,
         "template": d.template,
         "state": d.state.value,
         "subject": d.subject,
@@ -78,7 +79,7 @@ def queue(
                 r["prospect"],
                 r["temperature"],
                 r["referrer"] + ("" if r["named"] else " (unnamed)"),
-                r["step"],
+                r["step"] or r["kind"],  # a note has no step number
                 r["subject"],
                 r["due_at"][:16].replace("T", " "),
             )
@@ -125,7 +126,11 @@ def show(draft_id: int, as_json: bool = JSON) -> None:
         ("", ""),
         [
             ("campaign", view.campaign),
-            ("step", f"{view.draft.step_number} ({view.draft.template})"),
+            (
+                ("step", f"{view.draft.step_number} ({view.draft.template})")
+                if view.draft.kind is DraftKind.STEP
+                else ("kind", f"note to the referrer ({view.draft.template})")
+            ),
             ("referral", f"{e.temperature} via {r.get('name')} — {e.reason}"),
             ("referrer ↔ us", r.get("our_context", "")),
             ("referrer ↔ prospect", e.referral.get("context", "")),

@@ -1,6 +1,6 @@
 """The rows a campaign report is computed from: four set-based queries, whatever the size.
 
-One query per table (enrollments, sent drafts, matched inbound messages, handoffs), each filtered
+One query per table (enrollments, sent steps, matched inbound messages, handoffs), each filtered
 by campaign in SQL and reading only the columns the report needs; the referrer's id and name are
 pulled out of the JSON column by the database, not by decoding every document in Python.
 """
@@ -16,7 +16,7 @@ from sequencer.adapters.db.tables import Campaign, Draft, Enrollment
 from sequencer.adapters.db.tables_inbound import Handoff, InboundMessage
 from sequencer.core.ports import UnitOfWork
 from sequencer.core.report import EnrollmentFact, Facts, HandoffFact, InboundFact, SendFact
-from sequencer.core.states import DraftState
+from sequencer.core.states import DraftKind, DraftState
 
 CAMPAIGNS = cast(Table, Campaign.__table__)
 ENROLLMENTS = cast(Table, Enrollment.__table__)
@@ -79,7 +79,11 @@ def load_facts(source: Session | UnitOfWork, campaign: str | None) -> Facts:
     sends_q = select(
         DRAFTS.c.enrollment_id, DRAFTS.c.step_index, DRAFTS.c.template, DRAFTS.c.sent_at
     )
-    sends_q = sends_q.where(DRAFTS.c.state == DraftState.SENT, DRAFTS.c.sent_at.is_not(None))
+    sends_q = sends_q.where(
+        DRAFTS.c.state == DraftState.SENT,
+        DRAFTS.c.sent_at.is_not(None),
+        DRAFTS.c.kind == DraftKind.STEP,  # a note to the referrer is no step, no message to them
+    )
     if campaign is not None:
         sends_q = sends_q.where(DRAFTS.c.campaign_id.in_(_campaign_ids(campaign)))
     sends = [SendFact(r[0], r[1] + 1, r[2], r[3]) for r in session.execute(sends_q).all()]
@@ -92,9 +96,12 @@ def load_facts(source: Session | UnitOfWork, campaign: str | None) -> Facts:
         inbound_q = inbound_q.where(INBOUND.c.enrollment_id.in_(in_campaign))
     inbound = [InboundFact(r[0], r[1], r[2], r[3]) for r in session.execute(inbound_q).all()]
 
-    handoffs_q = select(HANDOFFS.c.enrollment_id, HANDOFFS.c.created_at)
+    # A handoff answers the message its reply answered: it is dated by that reply's arrival.
+    handoffs_q = select(
+        HANDOFFS.c.enrollment_id, HANDOFFS.c.created_at, INBOUND.c.received_at
+    ).outerjoin(INBOUND, INBOUND.c.id == HANDOFFS.c.inbound_id)
     if campaign is not None:
         handoffs_q = handoffs_q.where(HANDOFFS.c.campaign_id.in_(_campaign_ids(campaign)))
-    handoffs = [HandoffFact(r[0], r[1]) for r in session.execute(handoffs_q).all()]
+    handoffs = [HandoffFact(r[0], r[1], r[2]) for r in session.execute(handoffs_q).all()]
 
     return Facts(enrollments=enrollments, sends=sends, inbound=inbound, handoffs=handoffs)

@@ -29,6 +29,7 @@ from sqlalchemy.orm import Session
 
 from sequencer.adapters.db.inbound_review import InboundReviewQueries
 from sequencer.adapters.db.inbox import InboxQueries
+from sequencer.adapters.db.notes import NoteQueries
 from sequencer.adapters.db.outbox import OutboxQueries
 from sequencer.adapters.db.tables import (
     Campaign,
@@ -218,7 +219,7 @@ def _rowcount(result: Any) -> int:
     return cast(CursorResult[Any], result).rowcount
 
 
-class SqlRepository(OutboxQueries, InboxQueries, InboundReviewQueries):
+class SqlRepository(OutboxQueries, InboxQueries, InboundReviewQueries, NoteQueries):
     def __init__(self, session: Session) -> None:
         self.session = session
 

@@ -24,7 +24,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from sequencer.adapters.db.types import JSONDocument, StrEnumType, UTCDateTime
-from sequencer.core.states import CampaignStatus, DraftState, EnrollmentState
+from sequencer.core.states import CampaignStatus, DraftKind, DraftState, EnrollmentState
 
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -38,6 +38,7 @@ EMAIL_LENGTH = 320  # RFC 5321: 64 local + @ + 255 domain
 # Draft has a column named ``text``, which hides sqlalchemy.text inside its class body.
 _FIRST_REVISION = text("1")
 _ZERO = text("0")
+_STEP_KIND = text("'step'")
 
 
 class Base(DeclarativeBase):
@@ -146,6 +147,10 @@ class Draft(Base):
     # Revision 0006: the message bytes (without Date:) built at draft time and on every edit;
     # the sender adds Date: and sends exactly these. NULL: built at send time (older drafts).
     message: Mapped[bytes | None] = mapped_column(LargeBinary)
+    # Revision 0012: a step of the sequence, or a note to the referrer (step_index -1).
+    kind: Mapped[DraftKind] = mapped_column(
+        StrEnumType(DraftKind, length=10), default=DraftKind.STEP, server_default=_STEP_KIND
+    )
 
 
 class Mailbox(Base):

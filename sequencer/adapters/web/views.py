@@ -20,7 +20,7 @@ from fastapi.responses import HTMLResponse, Response
 from sequencer.adapters.web.auth import get_session, require_csrf
 from sequencer.adapters.web.deps import ctx, current_rep, redirect, render, safe_next
 from sequencer.core.ports import DraftView
-from sequencer.core.states import DraftState
+from sequencer.core.states import DraftKind, DraftState
 from sequencer.errors import ConflictError, InvalidTransition
 from sequencer.services import approval
 from sequencer.services.accounts import Rep
@@ -59,7 +59,7 @@ class Row:
     temperature: str
     referrer: str
     named: bool
-    step: int
+    step: int | str  # "note" for a thank-you to the referrer
     template: str
     subject: str
     due_at: datetime
@@ -81,7 +81,7 @@ class Row:
             temperature=e.temperature,
             referrer=str(e.referrer.get("name", "")),
             named=e.may_name_referrer,
-            step=d.step_number,
+            step=d.step_number if d.kind is DraftKind.STEP else "note",
             template=d.template,
             subject=d.subject,
             due_at=d.due_at,
