@@ -128,6 +128,8 @@ class RoutingSpec:
     notify_rep: bool
     webhook_url_env: str | None
     thank_referrer: str  # "draft" | "off"
+    # The env var with the endpoint's own signing secret; required with webhook_url_env.
+    webhook_secret_env: str | None = None
 
 
 @dataclass(frozen=True)

@@ -115,6 +115,12 @@ def spec_to_json(spec: CampaignSpec) -> dict[str, Any]:
             "notify_rep": spec.routing.notify_rep,
             "webhook_url_env": spec.routing.webhook_url_env,
             "thank_referrer": spec.routing.thank_referrer,
+            # Only when set: campaigns without a webhook keep their fingerprint.
+            **(
+                {"webhook_secret_env": spec.routing.webhook_secret_env}
+                if spec.routing.webhook_secret_env
+                else {}
+            ),
         },
         "templates_dir": None if spec.templates_dir is None else str(spec.templates_dir),
     }
@@ -160,7 +166,12 @@ def spec_from_json(d: dict[str, Any]) -> CampaignSpec:
         ),
         sequences={k: tuple(_step_back(s) for s in v) for k, v in d["sequences"].items()},
         postal_address=d["postal_address"],
-        routing=RoutingSpec(ro["notify_rep"], ro["webhook_url_env"], ro["thank_referrer"]),
+        routing=RoutingSpec(
+            ro["notify_rep"],
+            ro["webhook_url_env"],
+            ro["thank_referrer"],
+            ro.get("webhook_secret_env"),
+        ),
         templates_dir=None if d["templates_dir"] is None else Path(d["templates_dir"]),
     )
 
