@@ -535,6 +535,22 @@ def test_it_rejects_secrets_written_into_the_file(folder: Path) -> None:
     assert not any("hunter2" in e or "abc}" in e for e in errors)
 
 
+def test_a_webhook_needs_its_own_signing_secret(folder: Path) -> None:
+    """The CRM verifies with a secret of its own, never with REFSEQ_SECRET_KEY."""
+    text = edit(FULL, "  webhook_secret_env: CRM_WEBHOOK_SECRET\n", "")
+    assert check(text) == [
+        "camp.yaml:48:1: routing.webhook_secret_env: missing required key 'webhook_secret_env' "
+        "(name the environment variable holding this endpoint's own signing secret (e.g. "
+        "CRM_WEBHOOK_SECRET); the receiver verifies X-Refseq-Signature with it)"
+    ]
+    text = edit(FULL, "webhook_secret_env: CRM_WEBHOOK_SECRET", "webhook_secret_env: s3cret!")
+    assert check(text) == [
+        "camp.yaml:51:23: routing.webhook_secret_env: expected the name of an environment "
+        "variable (A-Z, 0-9 and _), such as REP_SMTP_PASSWORD (never put the secret itself "
+        "here; set it in an environment variable and name that)"
+    ]
+
+
 @pytest.mark.parametrize("value", ["hunter2!", "s3cr3t pass", "rep_smtp_password", "1ABC"])
 def test_it_rejects_env_values_that_are_not_variable_names(folder: Path, value: str) -> None:
     text = edit(FULL, "password_env: REP_IMAP_PASSWORD", f"password_env: {value}")
