@@ -172,6 +172,15 @@ def sign_out_everywhere(units: RepsFactory, rep_id: int) -> None:
         unit.commit()
 
 
+def revoke_sessions(units: RepsFactory, email: str) -> Rep:
+    """`refseq rep signout`: end the rep's sessions in every browser, keeping the account."""
+    with units() as unit:
+        rep = _require(unit, email)
+        unit.reps.bump_session_epoch(rep.id)
+        unit.commit()
+    return rep
+
+
 def remove_rep(units: RepsFactory, email: str) -> Rep:
     """Delete a rep: their sessions and unused sign-in links stop working at once."""
     with units() as unit:

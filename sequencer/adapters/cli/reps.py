@@ -95,13 +95,8 @@ def remove(email: str) -> None:
 @handle_errors
 def signout(email: str) -> None:
     """Sign a rep out of every browser (e.g. a lost laptop), keeping the account."""
-    units = _units()
-    with units() as unit:
-        found = unit.reps.rep_by_email(accounts.normalize_email(email))
-    if found is None:
-        raise SequencerError(f"no rep {email} (see `refseq rep list`)")
-    accounts.sign_out_everywhere(units, found.id)
-    output.out.print(f"signed {found.email} out everywhere", markup=False, highlight=False)
+    rep = accounts.revoke_sessions(_units(), email)
+    output.out.print(f"signed {rep.email} out everywhere", markup=False, highlight=False)
 
 
 @app.command("link")
