@@ -142,14 +142,15 @@ DEFAULT_BASE_URL = "http://127.0.0.1:8000"
 
 
 def is_loopback_url(url: str) -> bool:
-    """True when the URL's host is this machine (localhost, 127.0.0.0/8, ::1)."""
+    """True when the URL's host is this machine (localhost, 127.0.0.0/8, ::1, 0.0.0.0)."""
     host = (urlsplit(url).hostname or "").rstrip(".").lower()
     if host == "localhost" or host.endswith(".localhost"):
         return True
     try:
-        return ipaddress.ip_address(host).is_loopback
+        address = ipaddress.ip_address(host)
     except ValueError:
         return False
+    return address.is_loopback or address.is_unspecified
 
 
 def require_public_links(settings: Settings, dev: bool) -> None:

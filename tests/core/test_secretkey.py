@@ -88,6 +88,7 @@ def test_processes_starting_at_once_all_get_the_same_key(tmp_path: Path) -> None
         ("http://127.1.2.3", True),
         ("http://[::1]:8000", True),
         ("http://app.localhost", True),
+        ("http://0.0.0.0:8000", True),
         ("https://refseq.acme.example", False),
         ("http://10.0.0.5:8000", False),
     ],
