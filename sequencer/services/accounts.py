@@ -268,6 +268,7 @@ def authenticate(
 
 
 def session_version(rep: Rep) -> str:
-    """Changes on sign-out and when the password does: older session cookies stop working."""
-    seed = f"{rep.session_epoch}\x00{rep.password_hash or ''}"
-    return hashlib.sha256(seed.encode("utf-8")).hexdigest()[:16]
+    """Moves on with ``session_epoch``: on sign-out, a password change (`set_password`) and
+    `refseq rep signout`; older session cookies then stop working. A transparent rehash of the
+    same password (``authenticate``) does not sign anyone out."""
+    return hashlib.sha256(f"{rep.id}:{rep.session_epoch}".encode()).hexdigest()[:16]

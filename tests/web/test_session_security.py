@@ -8,11 +8,13 @@
 
 from __future__ import annotations
 
+import http.cookiejar
 import os
 import re
 import subprocess
 import sys
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -91,6 +93,40 @@ def test_a_cookie_forged_with_the_public_dev_key_does_not_get_in(web_process, uo
     assert oct((data_dir / "secret.key").stat().st_mode & 0o777) == "0o600"
     genuine = SessionCodec(key).dumps({**claims, "csrf": "x"}, now)
     assert _get(f"{url}/", f"refseq_session={genuine}")[0] == 200
+
+
+def test_a_cookie_copied_before_sign_out_is_refused_by_the_real_server(web_process, uow_factory):
+    url, _ = web_process
+    now = datetime.now(UTC)
+    accounts.add_rep(
+        reps_factory(uow_factory), DANA, "Dana", now, Role.REP, PASSWORDS[DANA], HASHER
+    )
+    jar = http.cookiejar.CookieJar()
+    browser = urllib.request.build_opener(_NoRedirect, urllib.request.HTTPCookieProcessor(jar))
+
+    def csrf(path: str) -> str:
+        with browser.open(f"{url}{path}", timeout=10) as page:
+            found = re.search(r'name="csrf" value="([^"]*)"', page.read().decode())
+        assert found
+        return found[1]
+
+    def post(path: str, fields: dict[str, str]) -> int:
+        data = urllib.parse.urlencode(fields).encode()
+        try:
+            with browser.open(f"{url}{path}", data=data, timeout=30) as response:
+                return int(response.status)
+        except urllib.error.HTTPError as exc:
+            return exc.code
+
+    assert (
+        post("/login", {"email": DANA, "password": PASSWORDS[DANA], "csrf": csrf("/login")}) == 303
+    )
+    (copy,) = [c.value for c in jar if c.name == "refseq_session"]
+    # The password was hashed with the tests' cheap parameters, so this sign-in rehashed it
+    # with the server's: that must not invalidate the session it just started.
+    assert _get(f"{url}/", f"refseq_session={copy}")[0] == 200
+    assert post("/logout", {"csrf": csrf("/")}) == 303
+    assert _get(f"{url}/", f"refseq_session={copy}") == (303, "/login")
 
 
 # -- revocation (TestClient on the real ASGI app) ---------------------------------------------
