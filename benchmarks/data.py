@@ -190,7 +190,9 @@ def draft_config() -> Any:
     from sequencer import bootstrap
     from sequencer.config import Settings
 
-    return bootstrap.draft_config(Settings.from_env({}))
+    return bootstrap.draft_config(
+        Settings.from_env({"REFSEQ_SECRET_KEY": "benchmark-secret-key-0123456789"})
+    )
 
 
 def check(yaml: Path, render: bool = False) -> Any:

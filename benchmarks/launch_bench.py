@@ -78,7 +78,13 @@ def _check(yaml: Path, render: bool) -> Any:
     from sequencer.config import Settings
     from sequencer.services.checking import check_campaign
 
-    cfg = bootstrap.draft_config(Settings.from_env({})) if render else None
+    cfg = (
+        bootstrap.draft_config(
+            Settings.from_env({"REFSEQ_SECRET_KEY": "benchmark-secret-key-0123456789"})
+        )
+        if render
+        else None
+    )
     return check_campaign(yaml, cfg)
 
 

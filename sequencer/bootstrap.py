@@ -8,7 +8,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from sequencer.config import Settings
+from sequencer.config import Settings, require_public_links
 from sequencer.core.drafts import DraftConfig
 from sequencer.core.ports import MailboxReader, Mailer, UnitOfWork
 
@@ -40,8 +40,11 @@ def draft_config(settings: Settings) -> DraftConfig:
     )
 
 
-def runner_deps(settings: Settings) -> Deps:
-    """Everything one pass of the workers' job needs (SMTP is connected lazily)."""
+def runner_deps(settings: Settings, dev: bool = False) -> Deps:
+    """Everything one pass of the workers' job needs (SMTP is connected lazily).
+
+    Refuses (ConfigError) while REFSEQ_BASE_URL is loopback, unless ``dev``: the drafts and
+    notices it makes carry unsubscribe links nobody else could open."""
     import os
 
     from sequencer.services.runner import Deps
@@ -61,6 +64,8 @@ def runner_deps(settings: Settings) -> Deps:
 
     from sequencer.adapters.webhook import UrllibPoster
     from sequencer.services.inbox import InboxConfig
+
+    require_public_links(settings, dev)
 
     env = dict(os.environ)
     drafts = draft_config(settings)

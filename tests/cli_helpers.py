@@ -11,11 +11,20 @@ from typer.testing import CliRunner
 from sequencer.adapters.cli.main import app
 
 NOW = "2026-11-23T20:00:00+00:00"  # Monday 15:00 New York
+TEST_SECRET = "test-secret-key-0123456789"
+TEST_BASE_URL = "https://refseq.test.example"
 
 
 class Cli:
     def __init__(self, db_url: str, cwd: Path) -> None:
-        self.env = {"REFSEQ_DATABASE_URL": db_url, "COLUMNS": "200"}
+        # A key (the PostgreSQL runs have no data directory to generate one in) and a public
+        # base URL: `tick` and `run` refuse to put loopback unsubscribe links in mail.
+        self.env = {
+            "REFSEQ_DATABASE_URL": db_url,
+            "REFSEQ_SECRET_KEY": TEST_SECRET,
+            "REFSEQ_BASE_URL": TEST_BASE_URL,
+            "COLUMNS": "200",
+        }
         self.cwd = cwd
         self.runner = CliRunner()
 

@@ -68,6 +68,7 @@ class Worker:
             "REFSEQ_DATABASE_URL": url,
             "REFSEQ_BROKER_URL": broker,
             "REFSEQ_SECRET_KEY": SECRET,
+            "REFSEQ_BASE_URL": "https://refseq.bench.example",
             "PYTHONWARNINGS": "ignore",
         }
         self.proc = subprocess.Popen(

@@ -101,6 +101,7 @@ def _measure(
         **os.environ,
         "REFSEQ_DATABASE_URL": url,
         "REFSEQ_SECRET_KEY": SECRET,
+        "REFSEQ_BASE_URL": "https://refseq.bench.example",
         "BENCH_IMAP_PASSWORD": password,
         "PYTHONWARNINGS": "ignore",
     }

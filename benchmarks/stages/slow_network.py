@@ -39,7 +39,9 @@ def run(ctx: Context) -> list[Result]:
     mailboxes = ctx.pick(60, 1000, 1000)
     per_box = ctx.pick(1, 3, 10)
     n = mailboxes * per_box
-    concurrency = Settings.from_env({}).send_concurrency
+    concurrency = Settings.from_env(
+        {"REFSEQ_SECRET_KEY": "benchmark-secret-key-0123456789"}
+    ).send_concurrency
     results = []
     for kind in ctx.dbs:
         with SinkProcess(hold=HOLD) as sink, database(ctx, kind, "slow") as url:

@@ -26,11 +26,11 @@ from sequencer.adapters.maildir import MaildirReader
 from sequencer.adapters.smtp import SmtpMailer
 from sequencer.adapters.webhook import UrllibPoster
 from sequencer.core.drafts import DraftConfig
+from sequencer.secretkey import load_or_create
 from sequencer.services.inbox import InboxConfig
 from sequencer.services.runner import Deps, PassReport, replay
 from sequencer.services.sending import SendConfig
 
-DEMO_SECRET = "refseq-demo-secret-key"  # noqa: S105 - signs links in a throwaway demo only
 REP = "dana@acme.example"
 
 
@@ -183,14 +183,16 @@ def run_demo(
     controller.start()
     rep_box = MaildirReader(folder / "rep-mailbox")
     env = {"REFSEQ_IMAP_PASSWORD": "demo"}
+    # The demo's own random key, kept in its folder (0600) like any data directory's.
+    secret_key, _ = load_or_create(folder)
     settings = Settings(
         database_url=db_url,
         broker_url=None,
-        secret_key=DEMO_SECRET,
-        base_url="http://127.0.0.1:8000",
+        secret_key=secret_key,
+        base_url="http://127.0.0.1:8000",  # loopback links: allowed in the demo only
     )
     uow_factory = bootstrap.uow_factory(settings)
-    drafts = DraftConfig(DEMO_SECRET, settings.base_url, shipped_templates)
+    drafts = DraftConfig(secret_key, settings.base_url, shipped_templates)
     deps = Deps(
         uow_factory=uow_factory,
         draft_cfg=drafts,

@@ -130,6 +130,8 @@ class RoutingSpec:
     thank_referrer: str  # "draft" | "off"
     # At most one thank-you note per referrer in this long (it names every prospect since).
     thank_window_seconds: int = 86_400
+    # The env var with the endpoint's own signing secret; required with webhook_url_env.
+    webhook_secret_env: str | None = None
 
 
 @dataclass(frozen=True)

@@ -513,6 +513,7 @@ class WebhookRecord:
     next_attempt_at: datetime | None
     created_at: datetime
     delivered_at: datetime | None
+    secret_env: str | None = None  # routing.webhook_secret_env (None: a row from before 0013)
 
 
 class InboxRepository(Protocol):
@@ -571,7 +572,12 @@ class InboxRepository(Protocol):
         ...
 
     def add_webhook(
-        self, handoff_id: int, url_env: str, payload: dict[str, Any], now: datetime
+        self,
+        handoff_id: int,
+        url_env: str,
+        payload: dict[str, Any],
+        now: datetime,
+        secret_env: str | None = None,
     ) -> None: ...
     def pending_webhooks(self, now: datetime) -> list[WebhookRecord]: ...
     def update_webhook(self, webhook_id: int, **changes: Any) -> None: ...

@@ -362,13 +362,23 @@ def _compliance(m: MapNode) -> str:
 
 def _routing(m: MapNode) -> RoutingSpec:
     m.check_keys(
-        ("notify_rep", "webhook_url_env", "thank_referrer", "thank_window"), skip=SECRET_KEYS
+        ("notify_rep", "webhook_url_env", "webhook_secret_env", "thank_referrer", "thank_window"),
+        skip=SECRET_KEYS,
     )
+    url_env = m.opt("webhook_url_env", _env_name)
+    secret_env = m.opt("webhook_secret_env", _env_name)
+    if m.has("webhook_url_env") and not m.has("webhook_secret_env"):
+        m.missing(
+            "webhook_secret_env",
+            "name the environment variable holding this endpoint's own signing secret "
+            "(e.g. CRM_WEBHOOK_SECRET); the receiver verifies X-Refseq-Signature with it",
+        )
     return RoutingSpec(
         notify_rep=m.get("notify_rep", boolean, True),
-        webhook_url_env=m.opt("webhook_url_env", _env_name),
+        webhook_url_env=url_env,
         thank_referrer=m.get("thank_referrer", _one_of("draft", "off"), "draft"),
         thank_window_seconds=m.get("thank_window", duration(3600, 30 * 86_400), 86_400),
+        webhook_secret_env=secret_env,
     )
 
 

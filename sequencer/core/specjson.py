@@ -116,6 +116,12 @@ def spec_to_json(spec: CampaignSpec) -> dict[str, Any]:
             "webhook_url_env": spec.routing.webhook_url_env,
             "thank_referrer": spec.routing.thank_referrer,
             "thank_window_seconds": spec.routing.thank_window_seconds,
+            # Only when set: campaigns without a webhook keep their fingerprint.
+            **(
+                {"webhook_secret_env": spec.routing.webhook_secret_env}
+                if spec.routing.webhook_secret_env
+                else {}
+            ),
         },
         "templates_dir": None if spec.templates_dir is None else str(spec.templates_dir),
     }
@@ -166,6 +172,7 @@ def spec_from_json(d: dict[str, Any]) -> CampaignSpec:
             ro["webhook_url_env"],
             ro["thank_referrer"],
             ro.get("thank_window_seconds", 86_400),  # stored before it existed: a day
+            ro.get("webhook_secret_env"),
         ),
         templates_dir=None if d["templates_dir"] is None else Path(d["templates_dir"]),
     )

@@ -39,6 +39,7 @@ class Rep:
     role: Role
     password_hash: str | None
     created_at: datetime
+    session_epoch: int = 0  # moved on by sign-out: every older session cookie stops working
 
     @property
     def is_admin(self) -> bool:
@@ -57,6 +58,11 @@ class RepStore(Protocol):
         self, email: str, name: str, role: Role, password_hash: str | None, now: datetime
     ) -> Rep: ...
     def set_password_hash(self, rep_id: int, password_hash: str) -> None: ...
+    def bump_session_epoch(self, rep_id: int) -> None: ...
+    def remove_rep(self, rep_id: int) -> None:
+        """Delete the rep and their sign-in links."""
+        ...
+
     def list_reps(self) -> list[Rep]: ...
     def add_login_token(
         self, rep_id: int, token_hash: str, expires_at: datetime, now: datetime
@@ -154,6 +160,32 @@ def set_password(units: RepsFactory, email: str, password: str, hasher: Password
     with units() as unit:
         rep = _require(unit, email)
         unit.reps.set_password_hash(rep.id, password_hash)
+        unit.reps.bump_session_epoch(rep.id)
+        unit.commit()
+    return rep
+
+
+def sign_out_everywhere(units: RepsFactory, rep_id: int) -> None:
+    """Revoke every session of this rep (signing out ends the session server-side too)."""
+    with units() as unit:
+        unit.reps.bump_session_epoch(rep_id)
+        unit.commit()
+
+
+def revoke_sessions(units: RepsFactory, email: str) -> Rep:
+    """`refseq rep signout`: end the rep's sessions in every browser, keeping the account."""
+    with units() as unit:
+        rep = _require(unit, email)
+        unit.reps.bump_session_epoch(rep.id)
+        unit.commit()
+    return rep
+
+
+def remove_rep(units: RepsFactory, email: str) -> Rep:
+    """Delete a rep: their sessions and unused sign-in links stop working at once."""
+    with units() as unit:
+        rep = _require(unit, email)
+        unit.reps.remove_rep(rep.id)
         unit.commit()
     return rep
 
@@ -236,5 +268,7 @@ def authenticate(
 
 
 def session_version(rep: Rep) -> str:
-    """Changes when the password does: sessions signed with an older one stop working."""
-    return hashlib.sha256((rep.password_hash or "").encode("utf-8")).hexdigest()[:16]
+    """Moves on with ``session_epoch``: on sign-out, a password change (`set_password`) and
+    `refseq rep signout`; older session cookies then stop working. A transparent rehash of the
+    same password (``authenticate``) does not sign anyone out."""
+    return hashlib.sha256(f"{rep.id}:{rep.session_epoch}".encode()).hexdigest()[:16]

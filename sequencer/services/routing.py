@@ -6,9 +6,9 @@ the notice email and the webhook POST happen afterwards, recorded, and retried u
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import json
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -18,6 +18,7 @@ from email.policy import SMTP
 from email.utils import format_datetime
 from typing import Any
 
+from sequencer.core import webhooksig
 from sequencer.core.drafts import DraftConfig, enrollment_context
 from sequencer.core.model import CampaignSpec
 from sequencer.core.ports import (
@@ -71,7 +72,11 @@ def on_handoff(
     """Rows written with the handoff, in the same transaction."""
     if spec.routing.webhook_url_env:
         repo.add_webhook(
-            handoff.id, spec.routing.webhook_url_env, webhook_payload(spec, handoff, e), now
+            handoff.id,
+            spec.routing.webhook_url_env,
+            webhook_payload(spec, handoff, e),
+            now,
+            secret_env=spec.routing.webhook_secret_env,
         )
     thank_referrer(repo, spec, handoff, e, cfg, now)  # services.notes: one per window
 
@@ -182,29 +187,23 @@ def notify_handoffs(
     return report
 
 
-def sign(secret: str, body: bytes) -> str:
-    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
-
-
 def deliver_webhooks(
     uow_factory: UowFactory,
     poster: WebhookPoster,
-    secret: str,
+    master_key: str,
     env: Mapping[str, str],
     now: datetime,
+    clock: Callable[[], float] = time.time,
 ) -> RoutingReport:
-    """POST pending webhooks (HMAC-signed), retrying with backoff; every attempt is recorded."""
+    """POST pending webhooks, each signed with its endpoint's own secret and the wall-clock
+    time (``clock``: the receiver checks it against its own), retrying with backoff; every
+    attempt is recorded. ``master_key`` is only checked against: it never signs a webhook."""
     report = RoutingReport()
     with uow_factory() as uow:
         pending = uow.repo.pending_webhooks(now)
     for w in pending:
         url = env.get(w.url_env, "")
         body = json.dumps(w.payload, sort_keys=True, ensure_ascii=False).encode()
-        headers = {
-            "Content-Type": "application/json",
-            "X-Refseq-Signature": sign(secret, body),
-            "X-Refseq-Delivery": str(w.id),
-        }
         attempts = w.attempts + 1
         code: int | None = None
         error: str | None = None
@@ -213,6 +212,12 @@ def deliver_webhooks(
                 raise OSError(
                     f"environment variable {w.url_env} (routing.webhook_url_env) is not set"
                 )
+            secret = webhook_secret(w.secret_env, env, master_key)
+            headers = {
+                "Content-Type": "application/json",
+                webhooksig.HEADER: webhooksig.sign(secret, body, int(clock())),
+                "X-Refseq-Delivery": str(w.id),
+            }
             code = poster.post(url, body, headers)
             if not 200 <= code < 300:
                 error = f"HTTP {code}"
@@ -250,6 +255,28 @@ def deliver_webhooks(
                 report.errors.append(f"webhook {w.id}: attempt {attempts} failed: {error}")
             uow.commit()
     return report
+
+
+def webhook_secret(secret_env: str | None, env: Mapping[str, str], master_key: str) -> str:
+    """The endpoint's signing secret; OSError (recorded, retried) when it is unusable."""
+    if secret_env is None:
+        raise OSError(
+            "this campaign names no routing.webhook_secret_env: add one and run "
+            "`refseq launch` again"
+        )
+    secret = env.get(secret_env, "").strip()
+    if len(secret) < webhooksig.MIN_SECRET_LENGTH:
+        raise OSError(
+            f"environment variable {secret_env} (routing.webhook_secret_env) is "
+            f"{'not set' if not secret else 'too short'}: set it to a random secret of at "
+            f"least {webhooksig.MIN_SECRET_LENGTH} characters shared with the receiver"
+        )
+    if hmac.compare_digest(secret.encode(), master_key.encode()):
+        raise OSError(
+            f"{secret_env} (routing.webhook_secret_env) is REFSEQ_SECRET_KEY: a receiver "
+            "could then forge sessions and unsubscribe links; give the endpoint its own secret"
+        )
+    return secret
 
 
 def mark_handled(

@@ -10,13 +10,17 @@ def test_it_defaults_to_a_sqlite_file_and_embedded_mode(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     s = Settings.from_env({})
     assert s.database_url == f"sqlite:///{tmp_path / 'refseq.db'}"
-    assert s.embedded and s.secret_key_is_default
-    assert s.base_url == "http://127.0.0.1:8000"
+    assert s.embedded and s.secret_key_file == tmp_path / "secret.key"  # generated on first use
+    assert s.base_url == "http://127.0.0.1:8000" and s.loopback_links
 
 
 def test_it_normalises_postgres_urls_to_psycopg():
     s = Settings.from_env(
-        {"REFSEQ_DATABASE_URL": "postgres://u@h/db", "REFSEQ_BROKER_URL": "redis://r"}
+        {
+            "REFSEQ_DATABASE_URL": "postgres://u@h/db",
+            "REFSEQ_BROKER_URL": "redis://r",
+            "REFSEQ_SECRET_KEY": "a-key-of-twenty-chars",
+        }
     )
     assert s.database_url == "postgresql+psycopg://u@h/db"
     assert not s.embedded

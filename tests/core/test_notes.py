@@ -68,7 +68,7 @@ def test_the_window_is_a_day_by_default_configurable_and_checked(folder) -> None
     )
     (error,) = check(too_short)
     assert "routing.thank_window: expected a duration from 3600 to 2592000 seconds" in error
-    assert error.startswith("camp.yaml:52:17:")
+    assert error.startswith("camp.yaml:53:17:")
 
 
 def test_a_note_goes_in_the_referrers_zone_else_the_reps(folder) -> None:  # noqa: F811

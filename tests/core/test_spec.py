@@ -118,7 +118,10 @@ def test_it_parses_a_full_campaign_into_exact_values(folder: Path) -> None:
         },
         postal_address="Acme Inc, 1 Main St, Springfield",
         routing=RoutingSpec(
-            notify_rep=False, webhook_url_env="CRM_WEBHOOK_URL", thank_referrer="off"
+            notify_rep=False,
+            webhook_url_env="CRM_WEBHOOK_URL",
+            thank_referrer="off",
+            webhook_secret_env="CRM_WEBHOOK_SECRET",
         ),
     )
 
@@ -306,7 +309,7 @@ def test_it_reports_unknown_keys_with_a_suggestion(folder: Path) -> None:
         "(known keys: host, port, security, username, password_env, folder, sent_folder)",
         "camp.yaml:31:3: temperature.name_referer: unknown key 'name_referer' "
         "(did you mean 'name_referrer'?)",
-        "camp.yaml:53:1: notes: unknown key 'notes' (known keys: campaign, description, "
+        "camp.yaml:54:1: notes: unknown key 'notes' (known keys: campaign, description, "
         "rep, mailbox, data, templates, temperature, schedule, sequences, compliance, routing)",
     ]
 
@@ -405,7 +408,7 @@ def test_it_requires_warm_and_cold_sequences_with_steps(folder: Path) -> None:
         (
             '  thank_referrer: "off"\n',
             "  thank_referrer: false\n",
-            "camp.yaml:51:19: routing.thank_referrer: expected one of draft, off, got false",
+            "camp.yaml:52:19: routing.thank_referrer: expected one of draft, off, got false",
         ),
         (
             "  host: 127.0.0.1\n    port: 1143",
@@ -524,12 +527,28 @@ def test_it_rejects_secrets_written_into_the_file(folder: Path) -> None:
         "(put it in an environment variable and name it with password_env)",
         "camp.yaml:50:3: routing.webhook_url: secrets never go in the campaign file "
         "(put it in an environment variable and name it with webhook_url_env)",
-        "camp.yaml:52:1: extra: unknown key 'extra' (known keys: campaign, description, rep, "
+        "camp.yaml:53:1: extra: unknown key 'extra' (known keys: campaign, description, rep, "
         "mailbox, data, templates, temperature, schedule, sequences, compliance, routing)",
-        "camp.yaml:53:9: extra.api.Token: secrets never go in the campaign file "
+        "camp.yaml:54:9: extra.api.Token: secrets never go in the campaign file "
         "(put it in an environment variable and name it with password_env)",
     ]
     assert not any("hunter2" in e or "abc}" in e for e in errors)
+
+
+def test_a_webhook_needs_its_own_signing_secret(folder: Path) -> None:
+    """The CRM verifies with a secret of its own, never with REFSEQ_SECRET_KEY."""
+    text = edit(FULL, "  webhook_secret_env: CRM_WEBHOOK_SECRET\n", "")
+    assert check(text) == [
+        "camp.yaml:48:1: routing.webhook_secret_env: missing required key 'webhook_secret_env' "
+        "(name the environment variable holding this endpoint's own signing secret (e.g. "
+        "CRM_WEBHOOK_SECRET); the receiver verifies X-Refseq-Signature with it)"
+    ]
+    text = edit(FULL, "webhook_secret_env: CRM_WEBHOOK_SECRET", "webhook_secret_env: s3cret!")
+    assert check(text) == [
+        "camp.yaml:51:23: routing.webhook_secret_env: expected the name of an environment "
+        "variable (A-Z, 0-9 and _), such as REP_SMTP_PASSWORD (never put the secret itself "
+        "here; set it in an environment variable and name that)"
+    ]
 
 
 @pytest.mark.parametrize("value", ["hunter2!", "s3cr3t pass", "rep_smtp_password", "1ABC"])

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import mailbox
+import re
+import stat
+from email import message_from_bytes, policy
 from pathlib import Path
 
 from typer.testing import CliRunner
@@ -10,6 +13,7 @@ from typer.testing import CliRunner
 from sequencer.adapters.cli.main import app
 from sequencer.adapters.db.session import make_uow_factory
 from sequencer.core.states import DraftKind, DraftState, EnrollmentState
+from sequencer.core.tokens import verify_unsubscribe_token
 
 
 def test_the_demo_runs_the_whole_job_and_ends_in_the_right_state(tmp_path: Path):
@@ -69,6 +73,18 @@ def test_the_demo_runs_the_whole_job_and_ends_in_the_right_state(tmp_path: Path)
     assert john_follow_up.draft.sent_at is not None
     box = mailbox.mbox(str(folder / "sent.mbox"))
     count = len(box)
+    first = box[0].as_bytes()
     box.close()
     assert count == len(sent) + 1  # every message, plus the handoff notice to the rep
+    # No configuration, yet no public key: the demo generated its own, 0600, in its folder,
+    # and its unsubscribe links are signed with it (not with the old fixed demo key).
+    key_file = folder / "secret.key"
+    assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+    key = key_file.read_text().strip()
+    msg = message_from_bytes(first, policy=policy.default)
+    body = msg.get_body(("plain",))
+    assert body is not None
+    (token,) = re.findall(r"http://127\.0\.0\.1:8000/u/(\S+)", body.get_content())
+    assert verify_unsubscribe_token(key, token) is not None
+    assert verify_unsubscribe_token("refseq-demo-secret-key", token) is None
     assert (folder / "report.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -138,6 +138,7 @@ def child_env(db_url: str, **extra: str) -> dict[str, str]:
         **os.environ,
         "REFSEQ_DATABASE_URL": db_url,
         "REFSEQ_SECRET_KEY": "test-secret-key-0123456789",
+        "REFSEQ_BASE_URL": "https://refseq.test.example",
         "PYTHONUNBUFFERED": "1",
         **extra,
     }

@@ -512,6 +512,7 @@ def test_launching_the_same_campaign_from_two_processes_enrolls_everyone_once(
     n = 300
     cli = Cli(db_url, tmp_path)
     env = {**os.environ, "REFSEQ_DATABASE_URL": db_url, "REFSEQ_SECRET_KEY": SECRET}
+    env["REFSEQ_BASE_URL"] = "https://refseq.test.example"
     env["PYTHONPATH"] = os.getcwd()
     codes: Counter[str] = Counter()
     problems: list[str] = []

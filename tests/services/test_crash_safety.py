@@ -38,7 +38,7 @@ def test_a_killed_sender_never_sends_twice_and_loses_nothing(
     cli("launch", str(yaml), "--now", MON.isoformat())
 
     smtp_sink.handler.delay = 0.15  # slow enough to be killed mid-batch
-    env = {**os.environ, "REFSEQ_DATABASE_URL": db_url, "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, **cli.env, "PYTHONUNBUFFERED": "1"}  # the database, key and base URL
     with subprocess.Popen(
         [sys.executable, "-m", "sequencer.adapters.cli.main", "tick", "--now", MON.isoformat()],
         env=env,
@@ -92,7 +92,7 @@ def test_sigterm_lets_the_runner_finish_the_message_in_flight(
     yaml.write_text(text.replace('start: "09:00", end: "17:00"', 'start: "00:00", end: "23:59"'))
     cli("launch", str(yaml))
     smtp_sink.handler.delay = 0.5
-    env = {**os.environ, "REFSEQ_DATABASE_URL": db_url}
+    env = {**os.environ, **cli.env}  # the database, key and base URL
     with subprocess.Popen(
         [sys.executable, "-m", "sequencer.adapters.cli.main", "run", "--interval", "1"],
         env=env,

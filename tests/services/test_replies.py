@@ -29,6 +29,7 @@ from tests.smtp_sink import Sink
 
 MON = datetime(2026, 11, 23, 14, 0, tzinfo=UTC)  # Monday 09:00 New York
 SECRET = "test-secret-key-0123456789"
+HOOK_SECRET = "crm-endpoint-secret-5f4e3d2c"  # routing.webhook_secret_env: the CRM's own
 REP = "dana@acme.example"
 
 
@@ -78,7 +79,7 @@ def world(db_url, tmp_path: Path, smtp_sink: Sink, dovecot, imap_user, webhook, 
     text = text.replace("folder: INBOX}", "folder: INBOX, sent_folder: Sent}")
     yaml.write_text(text.replace("approval: required", "approval: auto"))
     cli("launch", str(yaml), "--now", MON.isoformat())
-    env = {"TEST_IMAP_PW": password, "CRM_WEBHOOK_URL": url}
+    env = {"TEST_IMAP_PW": password, "CRM_WEBHOOK_URL": url, "CRM_WEBHOOK_SECRET": HOOK_SECRET}
     drafts = DraftConfig(SECRET, "https://refseq.acme.example", Path("templates/email"))
     deps = Deps(
         uow_factory=uow_factory,
@@ -173,8 +174,11 @@ def test_a_reply_stops_the_follow_up_and_lands_with_the_rep(world, uow_factory):
     assert handoffs[0]["reply_text"].startswith("Sounds good, Tuesday?")
     (call,) = world["hooks"].calls  # the webhook fired exactly once
     headers, payload = call
-    expected = "sha256=" + hmac.new(SECRET.encode(), payload, hashlib.sha256).hexdigest()
-    assert headers["X-Refseq-Signature"] == expected
+    # Signed with the endpoint's own secret over "t.body", never with REFSEQ_SECRET_KEY.
+    fields = dict(p.split("=", 1) for p in headers["X-Refseq-Signature"].split(","))
+    signed = fields["t"].encode() + b"." + payload
+    expected = hmac.new(HOOK_SECRET.encode(), signed, hashlib.sha256).hexdigest()
+    assert fields["v1"] == expected
     assert json.loads(payload)["prospect"]["email"] == "elena.park@northbank.example"
     with uow_factory() as uow:
         thanks = [

@@ -312,7 +312,8 @@ def test_an_approved_step_of_a_held_enrollment_waits_and_goes_once_released(
 
 
 def test_send_concurrency_setting() -> None:
-    assert Settings.from_env({}).send_concurrency == 32
-    assert Settings.from_env({"REFSEQ_SEND_CONCURRENCY": "4"}).send_concurrency == 4
+    key = {"REFSEQ_SECRET_KEY": SECRET}
+    assert Settings.from_env(key).send_concurrency == 32
+    assert Settings.from_env({**key, "REFSEQ_SEND_CONCURRENCY": "4"}).send_concurrency == 4
     with pytest.raises(ConfigError, match="REFSEQ_SEND_CONCURRENCY"):
-        Settings.from_env({"REFSEQ_SEND_CONCURRENCY": "0"})
+        Settings.from_env({**key, "REFSEQ_SEND_CONCURRENCY": "0"})

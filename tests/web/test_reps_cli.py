@@ -69,4 +69,10 @@ def test_passwords_are_checked_hashed_and_upgraded(cli, uow_factory):
     assert signed is not None and signed.id == rep.id
     upgraded = accounts.get_rep(units, rep.id)
     assert upgraded is not None and "t=1" in (upgraded.password_hash or "")  # re-hashed
-    assert accounts.session_version(upgraded) != accounts.session_version(rep)
+    # A transparent rehash of the same password keeps the session the sign-in just started
+    # (it used to change the version and sign the rep straight out); a new password does not.
+    assert accounts.session_version(upgraded) == accounts.session_version(signed)
+    changed = accounts.set_password(units, rep.email, "a-new-password-2", HASHER)
+    after = accounts.get_rep(units, changed.id)
+    assert after is not None
+    assert accounts.session_version(after) != accounts.session_version(upgraded)

@@ -44,6 +44,7 @@ def celery_app(db_url: str, monkeypatch: pytest.MonkeyPatch):
         pytest.fail(f"Redis at {REDIS_URL} is not reachable ({exc}); start redis-server")
     monkeypatch.setenv("REFSEQ_DATABASE_URL", db_url)
     monkeypatch.setenv("REFSEQ_SECRET_KEY", "test-secret-key-0123456789")
+    monkeypatch.setenv("REFSEQ_BASE_URL", "https://refseq.test.example")
     from workers import tasks
     from workers.app import app
 

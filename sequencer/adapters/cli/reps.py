@@ -1,4 +1,4 @@
-"""`refseq rep add|password|link|list`: who may sign in to the web queue."""
+"""`refseq rep add|password|remove|signout|link|list`: who may sign in to the web queue."""
 
 from __future__ import annotations
 
@@ -81,6 +81,22 @@ def password(email: str, password_stdin: bool = PASSWORD_STDIN) -> None:
     assert secret is not None
     rep = accounts.set_password(_units(), email, secret, _hasher())
     output.out.print(f"password set for {rep.email}", markup=False, highlight=False)
+
+
+@app.command("remove")
+@handle_errors
+def remove(email: str) -> None:
+    """Remove a rep: their web sessions and unused sign-in links stop working at once."""
+    rep = accounts.remove_rep(_units(), email)
+    output.out.print(f"removed {rep.role.value} {rep.email}", markup=False, highlight=False)
+
+
+@app.command("signout")
+@handle_errors
+def signout(email: str) -> None:
+    """Sign a rep out of every browser (e.g. a lost laptop), keeping the account."""
+    rep = accounts.revoke_sessions(_units(), email)
+    output.out.print(f"signed {rep.email} out everywhere", markup=False, highlight=False)
 
 
 @app.command("link")

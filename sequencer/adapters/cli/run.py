@@ -17,13 +17,18 @@ from sequencer.services.runner import STAGES, PassReport, replay, run_pass
 from sequencer.services.status import status as status_service
 
 JSON = typer.Option(False, "--json", help="Machine-readable JSON on stdout.")
+DEV = typer.Option(
+    False,
+    "--dev",
+    help="Development: allow a loopback REFSEQ_BASE_URL in the unsubscribe links of the mail.",
+)
 _STEP = re.compile(r"^(\d+)\s*(s|m|h|d)$")
 
 
-def _deps() -> Any:
+def _deps(dev: bool) -> Any:
     from sequencer import bootstrap
 
-    return bootstrap.runner_deps(settings())
+    return bootstrap.runner_deps(settings(), dev=dev)
 
 
 def parse_step(value: str) -> timedelta:
@@ -64,11 +69,12 @@ def tick(
     now: str | None = typer.Option(None, "--now", help=NOW_HELP),
     only: str | None = typer.Option(None, "--only", help=f"Run one stage: {', '.join(STAGES)}."),
     as_json: bool = JSON,
+    dev: bool = DEV,
 ) -> None:
     """Do the workers' job once: draft due steps, send what is due, sweep stuck sends."""
     if only is not None and only not in STAGES:
         raise typer.BadParameter(f"choose one of: {', '.join(STAGES)}", param_hint="--only")
-    deps = _deps()
+    deps = _deps(dev)
     try:
         report = run_pass(deps, parse_now(now), [only] if only else STAGES)
     finally:
@@ -109,13 +115,14 @@ def run(
     step: str = typer.Option("5m", "--step", help="Replay step, e.g. 5m, 1h."),
     interval: float = typer.Option(60.0, "--interval", help="Seconds between live passes."),
     as_json: bool = JSON,
+    dev: bool = DEV,
 ) -> None:
     """The embedded runner: draft, send and sweep on a schedule until stopped (no Redis).
 
     With --from/--until it replays that stretch of time pass by pass instead (what-if runs,
     backfills, tests, the demo) against the real database and SMTP server.
     """
-    deps = _deps()
+    deps = _deps(dev)
     stop = _Stop()
     passes: list[dict[str, Any]] = []
 

@@ -19,10 +19,10 @@ def web(
     from sequencer.adapters.web.app import create_app
 
     config = settings()
-    if config.secret_key_is_default:
+    if config.secret_key_file is not None:
         output.problem(
-            "warning: REFSEQ_SECRET_KEY is not set; sessions and unsubscribe links are signed "
-            "with the development key. Set it before anyone else can reach this server."
+            f"sessions and unsubscribe links are signed with the key in {config.secret_key_file} "
+            "(generated for this data directory; the workers must use the same one)"
         )
     output.problem(f"refseq web on http://{host}:{port} (public URL: {config.base_url})")
     # proxy_headers: behind a reverse proxy on this host, rate limits see the client's address.

@@ -301,12 +301,18 @@ class InboxQueries:
         return bool(result.rowcount == 1)  # type: ignore[attr-defined]
 
     def add_webhook(
-        self, handoff_id: int, url_env: str, payload: dict[str, Any], now: datetime
+        self,
+        handoff_id: int,
+        url_env: str,
+        payload: dict[str, Any],
+        now: datetime,
+        secret_env: str | None = None,
     ) -> None:
         self.session.execute(
             insert(WEBHOOKS).values(
                 handoff_id=handoff_id,
                 url_env=url_env,
+                secret_env=secret_env,
                 payload=payload,
                 status="pending",
                 attempts=0,

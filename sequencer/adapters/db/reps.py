@@ -7,7 +7,7 @@ from datetime import datetime
 from types import TracebackType
 from typing import Self, cast
 
-from sqlalchemy import Table, insert, select, update
+from sqlalchemy import Table, delete, insert, select, update
 from sqlalchemy.orm import Session
 
 from sequencer.adapters.db.session import SqlUnitOfWork
@@ -20,7 +20,15 @@ TOKENS = cast(Table, LoginToken.__table__)
 
 
 def _rep(row: RepEntry) -> Rep:
-    return Rep(row.id, row.email, row.name, row.role, row.password_hash, row.created_at)
+    return Rep(
+        row.id,
+        row.email,
+        row.name,
+        row.role,
+        row.password_hash,
+        row.created_at,
+        row.session_epoch or 0,
+    )
 
 
 class SqlReps:
@@ -49,6 +57,16 @@ class SqlReps:
         self.session.execute(
             update(REPS).where(REPS.c.id == rep_id).values(password_hash=password_hash)
         )
+
+    def bump_session_epoch(self, rep_id: int) -> None:
+        self.session.execute(
+            update(REPS).where(REPS.c.id == rep_id).values(session_epoch=REPS.c.session_epoch + 1)
+        )
+
+    def remove_rep(self, rep_id: int) -> None:
+        # login_tokens first: SQLite enforces ON DELETE CASCADE only with PRAGMA foreign_keys.
+        self.session.execute(delete(TOKENS).where(TOKENS.c.rep_id == rep_id))
+        self.session.execute(delete(REPS).where(REPS.c.id == rep_id))
 
     def list_reps(self) -> list[Rep]:
         return [_rep(r) for r in self.session.scalars(select(RepEntry).order_by(RepEntry.email))]

@@ -198,6 +198,8 @@ class RepEntry(Base):
     password_hash: Mapped[str | None] = mapped_column(String(255))
     role: Mapped[Role] = mapped_column(StrEnumType(Role, length=10))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # Revision 0013: +1 on sign-out; part of every session cookie's version (revocation).
+    session_epoch: Mapped[int] = mapped_column(Integer, default=0, server_default=_ZERO)
 
 
 class LoginToken(Base):

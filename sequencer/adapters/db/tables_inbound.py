@@ -104,6 +104,8 @@ class WebhookDelivery(Base):
     next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Revision 0013: the env var with this endpoint's signing secret (routing.webhook_secret_env).
+    secret_env: Mapped[str | None] = mapped_column(String(200))
 
 
 class ReferrerFlag(Base):

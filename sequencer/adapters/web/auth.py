@@ -1,9 +1,12 @@
 """Sessions, CSRF and the sign-in rate limit.
 
 * The session is a signed cookie (HMAC-SHA256 with a key derived from ``REFSEQ_SECRET_KEY``):
-  ``v1.<payload>.<mac>``, payload = base64url JSON. It holds the rep id, a fingerprint of the
-  rep's password hash (changing the password signs every session out), the sign-in time (12 h
-  lifetime), the CSRF token and flash messages. HttpOnly, SameSite=Lax, Path=/, and Secure with
+  ``v1.<payload>.<mac>``, payload = base64url JSON. It holds the rep id, the rep's session
+  version (``accounts.session_version``: a fingerprint of the password hash and the rep's
+  ``session_epoch``, checked against the database on every request, so signing out, a password
+  change and removing the rep revoke every older cookie server-side), the sign-in time (12 h
+  lifetime), the CSRF token and flash messages. The key is never a public one (see
+  ``sequencer.secretkey``). HttpOnly, SameSite=Lax, Path=/, and Secure with
   the ``__Host-`` prefix when ``REFSEQ_BASE_URL`` is https.
 * Every POST except the signed-token unsubscribe endpoint carries the session's CSRF token in a
   ``csrf`` form field (:func:`require_csrf`); a missing or wrong one is a 403.

@@ -7,8 +7,8 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, Response
 
-from sequencer.adapters.web.auth import client_ip, get_session, require_csrf
-from sequencer.adapters.web.deps import ctx, redirect, render, safe_next
+from sequencer.adapters.web.auth import LoginRequired, client_ip, get_session, require_csrf
+from sequencer.adapters.web.deps import ctx, current_rep, redirect, render, safe_next
 from sequencer.services import accounts
 
 router = APIRouter()
@@ -92,5 +92,12 @@ def use_link(request: Request, token: str) -> Response:
 
 @router.post("/logout", dependencies=[Depends(require_csrf)])
 def logout(request: Request) -> Response:
+    """Ends the session server-side: every cookie of this rep, copies included, stops working."""
+    try:
+        rep = current_rep(request)  # only a live session revokes (a stale one is just cleared)
+    except LoginRequired:
+        rep = None
+    if rep is not None:
+        accounts.sign_out_everywhere(ctx(request).reps, rep.id)
     get_session(request).sign_out()
     return redirect("/login")
