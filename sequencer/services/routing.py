@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from email.headerregistry import Address
 from email.message import EmailMessage
-from email.policy import SMTP
 from email.utils import format_datetime
 from typing import Any
 
@@ -32,6 +31,7 @@ from sequencer.core.ports import (
 from sequencer.core.render import render_step, template_dirs
 from sequencer.core.specjson import spec_from_json
 from sequencer.core.states import DraftState
+from sequencer.core.wirepolicy import WIRE_POLICY
 from sequencer.errors import AmbiguousDeliveryError, DeliveryError, SequencerError
 from sequencer.services.sending import NOTE_STEP
 
@@ -126,7 +126,7 @@ def _notice(
     rendered = render_step(
         "handoff_notice", context, template_dirs(cfg.shipped_templates, spec.templates_dir)
     )
-    msg = EmailMessage(policy=SMTP)
+    msg = EmailMessage(policy=WIRE_POLICY)
     msg["From"] = Address("refseq", addr_spec=spec.rep.email)
     msg["To"] = Address(spec.rep.name, addr_spec=spec.rep.email)
     msg["Subject"] = rendered.subject
