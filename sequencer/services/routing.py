@@ -17,6 +17,7 @@ from email.message import EmailMessage
 from email.utils import format_datetime
 from typing import Any
 
+from sequencer.core.compose import make_message_id
 from sequencer.core.drafts import DraftConfig, build_draft_for_template, enrollment_context
 from sequencer.core.model import CampaignSpec
 from sequencer.core.ports import (
@@ -131,6 +132,7 @@ def _notice(
     msg["To"] = Address(spec.rep.name, addr_spec=spec.rep.email)
     msg["Subject"] = rendered.subject
     msg["Date"] = format_datetime(now)
+    msg["Message-ID"] = make_message_id(spec.rep.email)  # RFC 5322 §3.6.4: SHOULD have one
     msg["Auto-Submitted"] = "auto-generated"  # RFC 3834: our own poller must not act on it
     msg["X-Refseq-Handoff"] = str(handoff.id)
     msg.set_content(rendered.text)
