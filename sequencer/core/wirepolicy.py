@@ -17,10 +17,18 @@ ASCII is accepted (a URI must already be percent-encoded). An item too long to f
 from __future__ import annotations
 
 import email.policy
+import re
 from email.headerregistry import BaseHeader, HeaderRegistry, UnstructuredHeader
 from typing import Any, cast
 
-__all__ = ["MAX_LINE", "STRUCTURED", "WIRE_POLICY", "HeaderFoldError", "fold_structured"]
+__all__ = [
+    "MAX_LINE",
+    "STRUCTURED",
+    "WIRE_POLICY",
+    "HeaderFoldError",
+    "fold_structured",
+    "has_encoded_structured_header",
+]
 
 MAX_LINE = 998  # octets per line, CRLF excluded (RFC 5322 §2.1.1)
 
@@ -93,3 +101,16 @@ def _registry() -> HeaderRegistry:
 
 
 WIRE_POLICY = email.policy.SMTP.clone(header_factory=_registry())
+
+
+def has_encoded_structured_header(message: bytes) -> bool:
+    """Whether ``message`` (bytes refseq built) has an RFC 2047 encoded-word in one of the
+    :data:`STRUCTURED` headers: a message stored before they were folded as they are now, which
+    must be built again rather than sent."""
+    head = message.partition(b"\r\n\r\n")[0]
+    for line in re.sub(rb"\r\n[ \t]", b" ", head).split(b"\r\n"):
+        name, colon, value = line.partition(b":")
+        key = name.strip().lower().decode("ascii", "replace")
+        if colon and key in STRUCTURED and b"=?" in value:
+            return True
+    return False
