@@ -113,12 +113,11 @@ def _message_id(raw: bytes) -> str | None:
     return match.group(1).decode() if match else None
 
 
-def run_everything(db_url: str, folder: Path, sink: Sink, imap_port: int) -> Run:
+def run_everything(db_url: str, folder: Path, sink: Sink) -> Run:
     """Launch, send, reply, approve, send again; return everything the sink received."""
     sandbox = Sandbox(db_url, folder / "camp", sink)
     sandbox.cli.env.update({"REFSEQ_BASE_URL": BASE_URL, "REFSEQ_SECRET_KEY": "w" * 32})
     key, record = dkim_key(folder)
-    sandbox.edit_yaml("port: 1143", f"port: {imap_port}")
     sandbox.edit_yaml(
         "  daily_cap: 1000",
         f"  dkim: {{selector: {SELECTOR}, domain: {DOMAIN}, key_file: {key}}}\n  daily_cap: 1000",

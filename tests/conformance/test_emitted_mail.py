@@ -23,7 +23,6 @@ import pytest
 
 from tests.conformance import rfc
 from tests.conformance.mailrun import DOMAIN, REP, TEMPLATES, Run, Sent, run_everything
-from tests.ports import closed_port
 
 POSTAL = "Acme Analytics Inc, 100 Main St, Springfield, MA 01101"
 FOLLOW_UPS = ("warm_follow_up", "cold_follow_up", "cold_breakup")
@@ -40,10 +39,9 @@ def run(
     if backend not in _RUNS:
         sink = request.getfixturevalue("smtp_sink")
         try:
-            with closed_port() as imap_port:  # the poll finds no IMAP server, and no stranger
-                _RUNS[backend] = run_everything(
-                    db_url, tmp_path_factory.mktemp(f"wire-{backend}"), sink, imap_port
-                )
+            _RUNS[backend] = run_everything(
+                db_url, tmp_path_factory.mktemp(f"wire-{backend}"), sink
+            )
         except Exception as exc:
             _RUNS[backend] = exc
             raise
