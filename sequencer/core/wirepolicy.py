@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import email.policy
 import re
+from email.header import Header
 from email.headerregistry import BaseHeader, HeaderRegistry, UnstructuredHeader
 from typing import Any, cast
 
@@ -93,10 +94,32 @@ class StructuredHeader(UnstructuredHeader):
         return fold_structured(self.name, str(self), min(width, MAX_LINE), policy.linesep)
 
 
+class SubjectHeader(UnstructuredHeader):
+    """``Subject``: when it is not ASCII, every word of it is encoded (``email.header.Header``),
+    so the spaces travel inside the encoded-words.
+
+    ``policy.SMTP`` encodes only the non-ASCII words and leaves the plain ones between them
+    (``=?utf-8?b?...?= de la Cruz y\r\n =?utf-8?q?Fern=C3=A1ndez?=``): correct by RFC 2047
+    §6.2, but decoders that follow the standard library's ``decode_header`` (mail-parser,
+    many CRM and helpdesk importers) then drop the space before an encoded-word and show
+    "Cruz yFernández"."""
+
+    max_count = 1
+    name: str
+
+    def fold(self, *, policy: email.policy.Policy) -> str:
+        value = str(self)
+        if value.isascii():
+            return BaseHeader.fold(cast(BaseHeader, self), policy=policy)
+        encoded = Header(value, "utf-8", header_name=self.name).encode(linesep=policy.linesep)
+        return f"{self.name}: {encoded}{policy.linesep}"
+
+
 def _registry() -> HeaderRegistry:
     registry = HeaderRegistry()
     for name in STRUCTURED:
         registry.map_to_type(name, cast(type[BaseHeader], StructuredHeader))
+    registry.map_to_type("subject", cast(type[BaseHeader], SubjectHeader))
     return registry
 
 

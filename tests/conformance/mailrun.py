@@ -33,6 +33,15 @@ ELENA = "elena.park@northbank.example"
 REPLIED = "2026-11-23T21:00:00+00:00"
 LATER = ("2026-11-27T20:00:00+00:00", "2026-12-02T20:00:00+00:00", "2026-12-10T20:00:00+00:00",
          "2026-12-21T20:00:00+00:00")  # fmt: skip
+# A prospect and a referrer whose names are not ASCII (encoded-words in To and Subject, which
+# RFC 2047 allows there) and long enough that the warm subject must be folded.
+ZOE = "zoe.muller@lumen.example"
+INTERNATIONAL = {
+    "prospects": f"{ZOE},Zoë,Müller-Lüdenscheidt,CFO,Lumen Zahlungsverkehr,Europe/Berlin,payments",
+    "referrers": "lukasz,Łukasz Wróblewski-Ñúñez de la Cruz y Fernández-Álvarez,lukasz@wro.example,"
+    "CEO,Wró,yes,10,5,co-founded our Kraków office,yes",
+    "referrals": f"lukasz,{ZOE},5,your co-founder at Zahlungsverkehr Łódź",
+}
 TEMPLATES = sorted(p.name for p in (Path(__file__).parents[2] / "templates" / "email").iterdir())
 
 
@@ -122,6 +131,8 @@ def run_everything(db_url: str, folder: Path, sink: Sink) -> Run:
         "  daily_cap: 1000",
         f"  dkim: {{selector: {SELECTOR}, domain: {DOMAIN}, key_file: {key}}}\n  daily_cap: 1000",
     )
+    for name, row in INTERNATIONAL.items():  # non-ASCII names, a long subject to fold
+        sandbox.write_csv(name, sandbox.read_csv(name).rstrip("\n") + "\n" + row + "\n")
     sandbox.launched()
     sandbox.tick(TICK)
     first = next(m for m in sink.handler.received if m.rcpt_tos == [ELENA])

@@ -67,3 +67,22 @@ def test_fold_structured_folds_at_whitespace_and_refuses_what_it_cannot_fold() -
         fold_structured("List-Unsubscribe", "<https://acme.example/ü>")
     with pytest.raises(HeaderFoldError, match="998"):
         fold_structured("List-Unsubscribe", "<https://acme.example/" + "x" * 1000 + ">")
+
+
+def test_a_non_ascii_subject_keeps_its_spaces_for_decode_header_readers() -> None:
+    import email.header
+
+    import mailparser
+
+    from sequencer.core.render import RenderedEmail
+
+    subject = "Re: Łukasz Wróblewski-Ñúñez de la Cruz y Fernández-Álvarez suggested we talk"
+    raw = compose(rendered=RenderedEmail("warm_intro", subject, "Hi\n", None)).as_bytes()
+    value = field(raw.split(b"\r\n\r\n", 1)[0], b"Subject").decode()
+    joined = "".join(
+        part.decode(charset or "ascii") if isinstance(part, bytes) else part
+        for part, charset in email.header.decode_header(value)
+    )
+    assert joined == subject  # the standard library's own (whitespace-dropping) decoder
+    assert mailparser.parse_from_bytes(raw).subject == subject
+    assert all(len(line) <= 78 for line in raw.split(b"\r\n"))
