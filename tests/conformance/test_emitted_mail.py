@@ -16,14 +16,26 @@ from __future__ import annotations
 import email
 import email.policy
 import html
+from datetime import datetime
 
 import dkim
 import mailparser
 import pytest
 
 from tests.conformance import rfc
-from tests.conformance.mailrun import DOMAIN, REP, TEMPLATES, Run, Sent, run_everything
+from tests.conformance.mailrun import (
+    DOMAIN,
+    LATER,
+    REP,
+    REPLIED,
+    TEMPLATES,
+    Run,
+    Sent,
+    run_everything,
+)
+from tests.faults.badinput import TICK
 
+MOMENTS = {datetime.fromisoformat(m) for m in (TICK, REPLIED, *LATER)}  # the ticks' clocks
 POSTAL = "Acme Analytics Inc, 100 Main St, Springfield, MA 01101"
 FOLLOW_UPS = ("warm_follow_up", "cold_follow_up", "cold_breakup")
 
@@ -70,6 +82,9 @@ def wire_problems(s: Sent, run: Run) -> list[str]:
             for name in (b"list-unsubscribe", b"list-unsubscribe-post")
             if name not in signed
         ]
+    dates = [rfc.parse_date(f.value) for f in rfc.fields_named(fields, b"date")]
+    if not dates or dates[0] not in MOMENTS:
+        problems.append(f"Date {dates!r} is not the moment of a tick that sent it")
     tags = rfc.dkim_tags(fields)
     if tags.get(b"d") != DOMAIN.encode():
         problems.append(f"DKIM d= is {tags.get(b'd')!r}, not the From domain")
@@ -91,6 +106,9 @@ def client_problems(s: Sent) -> list[str]:
     problems += [f"mail-parser defect: {d!r}" for d in parsed.defects]
     if [a.lower() for _, a in parsed.to] != [s.rcpt.lower()]:
         problems.append(f"To is {parsed.to!r}, the envelope {s.rcpt!r}")
+    stdlib = email.message_from_bytes(s.raw, policy=email.policy.default)["To"].addresses
+    if [n for n, _ in parsed.to] != [a.display_name for a in stdlib]:
+        problems.append(f"the To name reads {parsed.to!r} but {stdlib!r} by policy.default")
     if [a.lower() for _, a in parsed.from_] != [REP]:
         problems.append(f"From is {parsed.from_!r}")
     if parsed.message_id != plain["Message-ID"]:
