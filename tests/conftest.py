@@ -32,6 +32,7 @@ pytest_plugins = [
     "tests.smtp_sink",
     "tests.dovecot_fixtures",
     "tests.reliability",
+    "tests.portguard",  # a test that connects to a loopback port nobody in the run opened fails
 ]  # smtp_sink, dovecot, imap_user
 
 PG_CANDIDATES = (

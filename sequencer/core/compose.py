@@ -1,18 +1,20 @@
 """Turn a rendered step into an RFC 5322 message ready for SMTP.
 
-Uses the modern ``email`` API (``EmailMessage`` with ``policy.SMTP``, ``Address``), and refuses
-any header value containing a line break before the email package even sees it, so neither a
-template nor a CSV cell can inject a header. Every message gets ``List-Unsubscribe`` (URL and
-mailto), ``List-Unsubscribe-Post: List-Unsubscribe=One-Click`` (RFC 8058) and a visible footer
-with the opt-out link and the sender's postal address.
+Uses the modern ``email`` API (``EmailMessage``, ``Address``) with ``policy.SMTP`` whose
+structured headers are folded at whitespace and never RFC 2047-encoded
+(:mod:`sequencer.core.wirepolicy`), and refuses any header value containing a line break
+before the email package even sees it, so neither a template nor a CSV cell can inject a
+header. Every message gets ``List-Unsubscribe`` (URL and mailto),
+``List-Unsubscribe-Post: List-Unsubscribe=One-Click`` (RFC 8058) and a visible footer with
+the opt-out link and the sender's postal address.
 """
 
 from __future__ import annotations
 
-import email.policy
 import email.utils
 import html
 import re
+import urllib.parse
 import uuid
 from collections.abc import Mapping, Sequence
 from datetime import datetime
@@ -21,6 +23,7 @@ from email.headerregistry import Address
 from email.message import EmailMessage
 
 from sequencer.core.render import RenderedEmail
+from sequencer.core.wirepolicy import WIRE_POLICY
 
 __all__ = [
     "HeaderInjectionError",
@@ -151,6 +154,12 @@ def _unsubscribe_mailto(value: str) -> str:
     return f"mailto:{value}?subject=unsubscribe"
 
 
+def _header_uri(uri: str) -> str:
+    """``uri`` as it may stand between angle brackets in a header: ASCII, no spaces or ``<>``
+    (RFC 3986 percent-encoding; what is already ASCII and allowed is left as it is)."""
+    return urllib.parse.quote(uri, safe="!#$%&'()*+,-./:;=?@[]_~")
+
+
 def compose_message(
     *,
     rendered: RenderedEmail,
@@ -198,7 +207,7 @@ def compose_message(
         if name.lower() in _RESERVED:
             raise ValueError(f"header {name} is set by compose_message, not by extra_headers")
 
-    msg = EmailMessage(policy=email.policy.SMTP)
+    msg = EmailMessage(policy=WIRE_POLICY)
     msg["From"] = sender
     msg["To"] = recipient
     msg["Subject"] = subject
@@ -208,7 +217,7 @@ def compose_message(
         msg["In-Reply-To"] = parent
     if refs:
         msg["References"] = " ".join(refs)
-    msg["List-Unsubscribe"] = ", ".join(f"<{u}>" for u in (url, mailto) if u)
+    msg["List-Unsubscribe"] = ", ".join(f"<{_header_uri(u)}>" for u in (url, mailto) if u)
     msg["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
     for name, value in extras.items():
         msg[name] = value

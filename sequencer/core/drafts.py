@@ -22,6 +22,7 @@ from sequencer.core.ports import DraftRecord, NewDraft
 from sequencer.core.render import RenderedEmail, Renderer, template_dirs
 from sequencer.core.states import DraftKind, DraftState
 from sequencer.core.tokens import make_unsubscribe_token
+from sequencer.core.wirepolicy import has_encoded_structured_header
 from sequencer.errors import RenderError
 
 # Headers stored with a draft and re-applied verbatim when it is sent.
@@ -278,8 +279,9 @@ def sendable_bytes(
     draft: DraftRecord, spec: CampaignSpec, enrollment: EnrollmentData, date: datetime
 ) -> bytes:
     """The bytes to send at ``date``: the stored message, or (a draft stored before messages
-    were, or whose content changed without them) the message built now."""
-    if draft.message is not None:
+    were, or whose content changed without them, or stored with an encoded structured header
+    before those were folded right) the message built now."""
+    if draft.message is not None and not has_encoded_structured_header(draft.message):
         return with_date(draft.message, date)
     recipient = recipient_of(draft.kind, enrollment)
     return with_date(message_bytes(to_message(draft, spec, recipient, date)), date)

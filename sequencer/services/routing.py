@@ -14,11 +14,11 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from email.headerregistry import Address
 from email.message import EmailMessage
-from email.policy import SMTP
 from email.utils import format_datetime
 from typing import Any
 
 from sequencer.core import webhooksig
+from sequencer.core.compose import make_message_id
 from sequencer.core.drafts import DraftConfig, enrollment_context
 from sequencer.core.model import CampaignSpec
 from sequencer.core.ports import (
@@ -32,6 +32,7 @@ from sequencer.core.ports import (
 from sequencer.core.render import render_step, template_dirs
 from sequencer.core.specjson import spec_from_json
 from sequencer.core.states import DraftKind, DraftState
+from sequencer.core.wirepolicy import WIRE_POLICY
 from sequencer.errors import AmbiguousDeliveryError, DeliveryError, SequencerError
 from sequencer.services.notes import thank_referrer
 
@@ -113,11 +114,12 @@ def _notice(
     rendered = render_step(
         "handoff_notice", context, template_dirs(cfg.shipped_templates, spec.templates_dir)
     )
-    msg = EmailMessage(policy=SMTP)
+    msg = EmailMessage(policy=WIRE_POLICY)
     msg["From"] = Address("refseq", addr_spec=spec.rep.email)
     msg["To"] = Address(spec.rep.name, addr_spec=spec.rep.email)
     msg["Subject"] = rendered.subject
     msg["Date"] = format_datetime(now)
+    msg["Message-ID"] = make_message_id(spec.rep.email)  # RFC 5322 §3.6.4: SHOULD have one
     msg["Auto-Submitted"] = "auto-generated"  # RFC 3834: our own poller must not act on it
     msg["X-Refseq-Handoff"] = str(handoff.id)
     msg.set_content(rendered.text)

@@ -13,6 +13,7 @@ import pytest
 from sequencer.adapters.imap import ImapMailboxReader, MailboxError
 from sequencer.core.ports import Checkpoint, FetchBatch, ImapAccount
 from tests.dovecot import Dovecot
+from tests.ports import closed_port
 
 SINCE = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
 KOLKATA = timezone(timedelta(hours=5, minutes=30))
@@ -299,13 +300,16 @@ def test_it_raises_mailbox_error_quickly_on_a_wrong_password(
     [
         ({"password": None}, "no password configured"),
         ({"security": "tls"}, "unknown security 'tls'"),
-        ({"port": 1}, "cannot connect to 127.0.0.1:1"),
+        ({"port": "closed"}, "cannot connect to 127.0.0.1:{port}"),
     ],
 )
 def test_it_raises_mailbox_error_without_a_usable_connection(
     dovecot: Dovecot, imap_user: str, reader: CountingReader, changes: Any, problem: str
 ) -> None:
-    account = account_for(dovecot, imap_user, **changes)
-    with pytest.raises(MailboxError, match=problem) as caught:
-        reader.fetch_new(account, None, SINCE)
+    with closed_port() as port:  # ours, so nothing else can be listening there
+        changes = {k: port if v == "closed" else v for k, v in changes.items()}
+        problem = problem.format(port=port)
+        account = account_for(dovecot, imap_user, **changes)
+        with pytest.raises(MailboxError, match=problem) as caught:
+            reader.fetch_new(account, None, SINCE)
     assert str(caught.value).startswith(f"IMAP {account.key}: ")

@@ -22,7 +22,7 @@ import pytest
 from sequencer.core.drafts import DraftConfig
 from sequencer.core.ports import DraftView, UnitOfWork
 from sequencer.core.states import DraftState
-from tests.cli_helpers import Cli, init_example
+from tests.cli_helpers import Cli, imap_at, init_example
 from tests.conftest import _truncate_all
 
 SECRET = "test-secret-key-0123456789"
@@ -86,7 +86,7 @@ def write_campaign(
         text = text.replace("approval: required", "approval: auto")
     if imap is not None:
         port, user, env = imap
-        text = text.replace("port: 1143", f"port: {port}").replace(
+        text = imap_at(text, port).replace(
             "username: dana, password_env: REFSEQ_IMAP_PASSWORD",
             f"username: {user}, password_env: {env}",
         )

@@ -24,7 +24,7 @@ from sequencer.core.states import DraftState, EnrollmentState
 from sequencer.services.inbox import InboxConfig
 from sequencer.services.runner import Deps, replay, run_pass
 from sequencer.services.sending import SendConfig
-from tests.cli_helpers import Cli, init_example
+from tests.cli_helpers import Cli, imap_at, init_example
 from tests.smtp_sink import Sink
 
 MON = datetime(2026, 11, 23, 14, 0, tzinfo=UTC)  # Monday 09:00 New York
@@ -72,7 +72,7 @@ def world(db_url, tmp_path: Path, smtp_sink: Sink, dovecot, imap_user, webhook, 
         .replace("port: 2525", f"port: {smtp_sink.port}")
         .replace("min_gap: 90s", "min_gap: 0s")
     )
-    text = text.replace("port: 1143", f"port: {dovecot.port}").replace(
+    text = imap_at(text, dovecot.port).replace(
         "username: dana, password_env: REFSEQ_IMAP_PASSWORD",
         f"username: {login}, password_env: TEST_IMAP_PW",
     )

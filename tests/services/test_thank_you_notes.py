@@ -32,7 +32,7 @@ from sequencer.core.drafts import DraftConfig
 from sequencer.services.inbox import InboxConfig
 from sequencer.services.runner import Deps, replay, run_pass
 from sequencer.services.sending import SendConfig
-from tests.cli_helpers import Cli, init_example
+from tests.cli_helpers import Cli, imap_at, init_example
 from tests.services.test_replies import MON, SECRET, reply, sent_to
 from tests.smtp_sink import Sink
 
@@ -61,10 +61,9 @@ def _world(
     out = [lines[0] + ",timezone"] + [f"{x},{zones.get(x.split(',')[0], '')}" for x in lines[1:]]
     referrers.write_text("\n".join(out) + "\n")
     body = (
-        path.read_text()
+        imap_at(path.read_text(), dovecot.port)
         .replace("port: 2525", f"port: {sink.port}")
         .replace("min_gap: 90s", "min_gap: 0s")
-        .replace("port: 1143", f"port: {dovecot.port}")
         .replace(
             "username: dana, password_env: REFSEQ_IMAP_PASSWORD",
             f"username: {login}, password_env: TEST_IMAP_PW",

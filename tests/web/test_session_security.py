@@ -29,6 +29,7 @@ from sequencer.adapters.web.app import create_app
 from sequencer.adapters.web.auth import SessionCodec
 from sequencer.services import accounts
 from sequencer.services.accounts import Role
+from tests.smtp_sink import free_port
 from tests.web.conftest import ADMIN, DANA, EVE, HASHER, PASSWORDS, build_world
 
 OLD_DEV_KEY = "refseq-development-key-change-me"
@@ -52,11 +53,12 @@ def _get(url: str, cookie: str) -> tuple[int, str]:
 
 @pytest.fixture
 def web_process(db_url: str, uow_factory, tmp_path: Path) -> Iterator[tuple[str, Path]]:
-    """`refseq web --port 0` as its user starts it: no REFSEQ_SECRET_KEY, a data directory."""
+    """`refseq web --port N` as its user starts it: no REFSEQ_SECRET_KEY, a data directory (N
+    comes from ``free_port``, so the port guard knows this test opened it)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("REFSEQ_")}
     env.update({"REFSEQ_DATABASE_URL": db_url, "REFSEQ_DATA_DIR": str(tmp_path / "data")})
     proc = subprocess.Popen(
-        [sys.executable, "-m", "sequencer.adapters.cli.main", "web", "--port", "0"],
+        [sys.executable, "-m", "sequencer.adapters.cli.main", "web", "--port", str(free_port())],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
@@ -65,7 +67,7 @@ def web_process(db_url: str, uow_factory, tmp_path: Path) -> Iterator[tuple[str,
     assert proc.stderr is not None
     lines = []
     try:
-        for line in proc.stderr:  # uvicorn names the port the kernel gave it
+        for line in proc.stderr:  # uvicorn says when it listens
             lines.append(line)
             found = re.search(r"Uvicorn running on (http://127\.0\.0\.1:\d+)", line)
             if found:
