@@ -572,7 +572,12 @@ class InboxRepository(Protocol):
     ) -> None: ...
 
 
-class Store(Repository, DraftRepository, OutboxRepository, InboxRepository, Protocol):
+from sequencer.core.consent_ports import ConsentRepository  # noqa: E402  (it imports this module)
+
+
+class Store(
+    Repository, DraftRepository, OutboxRepository, InboxRepository, ConsentRepository, Protocol
+):
     """Everything the services read and write, in one transaction."""
 
 

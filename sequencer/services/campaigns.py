@@ -18,6 +18,7 @@ from sequencer.core.states import (
     enrollment_transition,
 )
 from sequencer.errors import NotFound, SequencerError
+from sequencer.services import consent
 
 UowFactory = Callable[[], UnitOfWork]
 
@@ -114,10 +115,22 @@ def release(uow_factory: UowFactory, enrollment_id: int, now: datetime) -> datet
         assert campaign is not None
         spec = spec_from_json(campaign.spec)
         enrollment_transition(e.state, "release")
+        why = consent.live_block(uow.repo, e, spec.temperature)
+        if why is not None:
+            raise SequencerError(
+                f"enrollment {enrollment_id} names its referrer, who may not be named: {why}; "
+                f"grant consent (refseq consent grant {e.referrer.get('id', '')}), clear the flag "
+                "(refseq flags clear) or stop the campaign's enrollment"
+            )
         zone = send_zone(spec.schedule, e.prospect.get("timezone", ""), spec.rep.timezone)
         due = next_slot(now, spec.schedule, zone)
         uow.repo.update_enrollment(
-            e.id, now, state=EnrollmentState.ACTIVE, hold_reason=None, next_due_at=due
+            e.id,
+            now,
+            state=EnrollmentState.ACTIVE,
+            hold_reason=None,
+            paused_until=None,
+            next_due_at=due,
         )
         uow.commit()
         return due

@@ -39,6 +39,7 @@ from sequencer.core.ports import (
 from sequencer.core.specjson import spec_from_json
 from sequencer.core.states import CampaignStatus, EnrollmentState, enrollment_transition
 from sequencer.errors import ConfigError, SequencerError
+from sequencer.services.consent import hold_naming
 from sequencer.services.sending import stop_enrollment
 
 log = logging.getLogger(__name__)
@@ -450,18 +451,18 @@ def _human_reply(
             "the prospect says they do not know the referrer",
             now,
         )
-        # Hold every pending step that would name this referrer until the data is checked.
-        for other in _naming(repo, e.campaign_id, referrer_id):
-            repo.update_enrollment(
-                other.id,
-                now,
-                state=EnrollmentState.PAUSED,
-                paused_until=None,
-                hold_reason=f"referrer {referrer_id} flagged: a prospect did not know them",
-            )
+        # Hold every live enrollment that names this referrer, in every campaign, until a
+        # person clears the flag (`refseq flags`); later launches see the flag too.
+        hold_naming(
+            repo,
+            referrer_id,
+            None,
+            f"referrer {referrer_id} flagged: a prospect did not know them",
+            now,
+        )
     if verdict.intent is Intent.REDIRECT and verdict.redirect_to:
         _capture_lead(repo, e, verdict.redirect_to, now)
-    if verdict.intent in ENGAGED:
+    if verdict.intent in ENGAGED or verdict.intent is Intent.UNKNOWN_REFERRER:  # the rep is told
         campaign = repo.campaign_by_id(e.campaign_id)
         rep_email = str(campaign.spec["rep"]["email"]) if campaign else ""
         handoff = repo.add_handoff(
@@ -531,14 +532,6 @@ def _capture_lead(repo: Store, e: EnrollmentRecord, redirect_to: str, now: datet
         ],
         now,
     )
-
-
-def _naming(repo: Store, campaign_id: int, referrer_id: str) -> list[EnrollmentRecord]:
-    return [
-        x
-        for x in repo.active_naming_referrer(campaign_id, referrer_id)
-        if x.may_name_referrer and str(x.referrer.get("id")) == referrer_id
-    ]
 
 
 def resume_paused(uow_factory: UowFactory, now: datetime) -> int:

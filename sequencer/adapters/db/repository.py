@@ -27,6 +27,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from sequencer.adapters.db.consent import ConsentQueries
 from sequencer.adapters.db.inbox import InboxQueries
 from sequencer.adapters.db.outbox import OutboxQueries
 from sequencer.adapters.db.tables import (
@@ -217,7 +218,7 @@ def _rowcount(result: Any) -> int:
     return cast(CursorResult[Any], result).rowcount
 
 
-class SqlRepository(OutboxQueries, InboxQueries):
+class SqlRepository(OutboxQueries, InboxQueries, ConsentQueries):
     def __init__(self, session: Session) -> None:
         self.session = session
 
