@@ -108,8 +108,8 @@ class NamingGate:
             return None
         if not self.consents(referrer_id, prospect_key, csv_consent):
             change = self.latest(referrer_id, prospect_key)
-            if change is None:
-                return f"referrer {referrer_id} has not consented to be named"
+            if change is None or change.via is Via.LAUNCH:
+                return f"referrer {referrer_id} has not consented to be named (referrers.csv)"
             return (
                 f"referrer {referrer_id} revoked consent ({change.via.value}, {change.actor}, "
                 f"{change.at:%Y-%m-%d %H:%M} UTC)"
