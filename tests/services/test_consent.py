@@ -220,3 +220,55 @@ def test_a_detractor_is_never_named_not_even_in_a_cold_intro(
     tick(cli, MON)
     ((raw, text),) = received(smtp_sink, "sam")
     assert b"Grumble" not in raw and "Gus" not in text and "Grumble" not in text
+
+
+def test_a_revocation_between_claim_and_data_stops_the_message_before_data(
+    cli: Cli, tmp_path: Path, smtp_sink: Sink, uow_factory: object
+) -> None:
+    """The race: the sender has claimed James's drafts when consent is revoked; the check
+    right before DATA reads the live ledger, so no DATA is sent for them (and they are held)."""
+    import random
+
+    from sequencer.adapters.smtp import SmtpMailer
+    from sequencer.core.drafts import DraftConfig
+    from sequencer.core.naming import ConsentChange, Via
+    from sequencer.services.runner import Deps, run_pass
+    from sequencer.services.sending import SendConfig
+
+    yaml = campaign(cli, tmp_path / "a", smtp_sink)
+    cli("launch", str(yaml), "--now", MON.isoformat())
+    cli("tick", "--now", MON.isoformat(), "--only", "draft")
+    revoked: list[bool] = []
+
+    class Racing(SmtpMailer):
+        def send(self, account, envelope_from, recipient, message, before_data):  # type: ignore[no-untyped-def]
+            def late() -> None:
+                if not revoked:  # only the ledger row: as if the enrollment were stored by a
+                    revoked.append(True)  # launch the revocation's hold could not yet see
+                    with uow_factory() as uow:  # type: ignore[operator]
+                        uow.repo.add_consent_change(
+                            ConsentChange("james-hervin", None, False, "ops", Via.CLI, MON)
+                        )
+                        uow.commit()
+                before_data()
+
+            return super().send(account, envelope_from, recipient, message, late)
+
+    deps = Deps(
+        uow_factory=uow_factory,  # type: ignore[arg-type]
+        draft_cfg=DraftConfig(SECRET, "https://refseq.acme.example", Path("templates/email")),
+        send_cfg=SendConfig(env={}),
+        mailer_factory=lambda: Racing(retry_attempts=1, sleep=lambda s: None),
+        rng=random.Random(5),
+    )
+    try:
+        run_pass(deps, MON, ["send"])
+    finally:
+        deps.close()
+    assert revoked
+    got = received(smtp_sink, "")
+    assert got and all(b"James" not in raw for raw, _ in got)
+    assert not received(smtp_sink, "elena") and not received(smtp_sink, "sam")
+    h = held(cli)
+    assert {"elena.park@northbank.example", "sam.ortiz@cleardesk.example"} <= set(h)
+    assert [d["state"] for d in cli.json("queue", "--attention")] == []
