@@ -96,22 +96,24 @@ class NamingGate:
         csv_consent: bool,
         prospect_key: str | None,
         rule: TemperatureRule,
+        name: str = "",
     ) -> str | None:
         """Why the referrer may not be named to this prospect now, or None when they may."""
+        who = f"{name} ({referrer_id})" if name else referrer_id
         if rule.name_referrer is NamePolicy.NEVER:
             return "the campaign never names referrers"
         if referrer_id in self.flagged:
-            return f"referrer {referrer_id} is flagged: a prospect said they do not know them"
+            return f"referrer {who} is flagged: a prospect said they do not know them"
         if is_detractor(nps, rule):
-            return f"referrer {referrer_id} is a detractor (NPS {nps} < {detractor_bar(rule)})"
+            return f"referrer {who} is a detractor (NPS {nps} < {detractor_bar(rule)})"
         if rule.name_referrer is NamePolicy.ALWAYS:
             return None
         if not self.consents(referrer_id, prospect_key, csv_consent):
             change = self.latest(referrer_id, prospect_key)
             if change is None or change.via is Via.LAUNCH:
-                return f"referrer {referrer_id} has not consented to be named (referrers.csv)"
+                return f"referrer {who} has not consented to be named (referrers.csv)"
             return (
-                f"referrer {referrer_id} revoked consent ({change.via.value}, {change.actor}, "
+                f"referrer {who} revoked consent ({change.via.value}, {change.actor}, "
                 f"{change.at:%Y-%m-%d %H:%M} UTC)"
             )
         return None

@@ -158,7 +158,9 @@ def _plan_one(
 ) -> PlannedEnrollment:
     rule = spec.temperature
     blocks = {
-        id(p): gate.block(p.referrer.id, p.referrer.nps, p.referrer.consent, prospect.key, rule)
+        id(p): gate.block(
+            p.referrer.id, p.referrer.nps, p.referrer.consent, prospect.key, rule, p.referrer.name
+        )
         for p in candidates
     }
     best, others = choose_path(candidates, lambda p: blocks[id(p)] is None)

@@ -47,7 +47,12 @@ def enrollment_block(gate: NamingGate, e: EnrollmentRecord, rule: TemperatureRul
         return None
     r = e.referrer
     return gate.block(
-        str(r.get("id", "")), snapshot_nps(r), bool(r.get("consent", False)), e.prospect_key, rule
+        str(r.get("id", "")),
+        snapshot_nps(r),
+        bool(r.get("consent", False)),
+        e.prospect_key,
+        rule,
+        str(r.get("name", "")),
     )
 
 
