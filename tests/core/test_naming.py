@@ -1,0 +1,41 @@
+"""The naming gate: the ledger's latest applicable change wins, flags and detractors block."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from sequencer.core.model import NamePolicy, TemperatureRule
+from sequencer.core.naming import ConsentChange, NamingGate, Via, is_detractor
+
+T0 = datetime(2026, 12, 1, tzinfo=UTC)
+RULE = TemperatureRule(4, 4, None, NamePolicy.CONSENTED)
+
+
+def change(n: int, granted: bool, prospect: str | None = None) -> ConsentChange:
+    return ConsentChange("r1", prospect, granted, "ops", Via.CLI, T0 + timedelta(hours=n), id=n)
+
+
+def test_the_latest_change_that_applies_wins_and_the_csv_only_until_there_is_one() -> None:
+    assert NamingGate().block("r1", 9, True, "p@x.example", RULE) is None
+    assert NamingGate().block("r1", 9, False, "p@x.example", RULE) is not None
+    gate = NamingGate((change(1, False), change(2, True, "p@x.example")))
+    assert gate.block("r1", 9, True, "p@x.example", RULE) is None  # granted for p, later
+    why = gate.block("r1", 9, True, "q@x.example", RULE, "Rae One")
+    assert why is not None and "Rae One (r1) revoked consent (cli, ops" in why
+    later = gate.with_changes([change(3, False)])  # a referrer-wide revocation after p's grant
+    assert later.block("r1", 9, True, "p@x.example", RULE) is not None
+
+
+def test_a_flag_or_a_detractor_blocks_even_when_the_campaign_always_names() -> None:
+    always = TemperatureRule(4, 4, None, NamePolicy.ALWAYS)
+    assert NamingGate().block("r1", 9, False, None, always) is None
+    assert "flagged" in str(
+        NamingGate(flagged=frozenset({"r1"})).block("r1", 9, True, None, always)
+    )
+    assert "detractor (NPS 6 < 7)" in str(NamingGate().block("r1", 6, True, None, always))
+
+
+def test_a_detractor_is_below_min_nps_or_at_most_6_without_one() -> None:
+    assert is_detractor(6, RULE) and not is_detractor(7, RULE) and not is_detractor(None, RULE)
+    strict = TemperatureRule(4, 4, 9, NamePolicy.CONSENTED)
+    assert is_detractor(8, strict) and not is_detractor(9, strict)
