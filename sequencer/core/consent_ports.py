@@ -38,3 +38,10 @@ class ConsentRepository(Protocol):
     def started_held(self, campaign_id: int) -> set[str]:
         """Prospect keys of the campaign's held enrollments that already drafted a step."""
         ...
+
+    def naming_state(
+        self, referrer_id: str, prospect_key: str | None
+    ) -> tuple[ConsentChange | None, bool]:
+        """The newest ledger change that applies to naming the referrer to this prospect, and
+        whether an open or confirmed flag blocks the referrer."""
+        ...

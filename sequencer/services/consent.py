@@ -60,7 +60,12 @@ def live_block(repo: Store, e: EnrollmentRecord, rule: TemperatureRule) -> str |
     """``enrollment_block`` against the ledger as it is in this transaction."""
     if not e.may_name_referrer:
         return None
-    return enrollment_block(gate_for(repo, {str(e.referrer.get("id", ""))}), e, rule)
+    referrer_id = str(e.referrer.get("id", ""))
+    latest, flagged = repo.naming_state(referrer_id, e.prospect_key)
+    gate = NamingGate(
+        () if latest is None else (latest,), frozenset({referrer_id} if flagged else ())
+    )
+    return enrollment_block(gate, e, rule)
 
 
 def hold_enrollment(repo: Store, e: EnrollmentRecord, why: str, now: datetime) -> bool:

@@ -7,7 +7,7 @@ from datetime import datetime
 from itertools import islice
 from typing import Any, cast
 
-from sqlalchemy import Table, insert, select, update
+from sqlalchemy import ColumnElement, Table, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from sequencer.adapters.db.tables import Enrollment
@@ -163,3 +163,27 @@ class ConsentQueries:
             (ENROLLMENTS.c.steps_done > 0) | drafted,
         )
         return set(self.session.scalars(stmt))
+
+    def naming_state(
+        self, referrer_id: str, prospect_key: str | None
+    ) -> tuple[ConsentChange | None, bool]:
+        """The newest ledger change that applies, and whether a flag blocks: one round trip
+        when the ledger has a row (the send path asks this right before every DATA)."""
+        blocking = sorted(s.value for s in BLOCKING_FLAG_STATES)
+        flagged = (
+            select(FLAGS.c.id)
+            .where(FLAGS.c.referrer_id == referrer_id, FLAGS.c.state.in_(blocking))
+            .exists()
+        )
+        applies: ColumnElement[bool] = LEDGER.c.prospect_key.is_(None)
+        if prospect_key is not None:
+            applies = or_(applies, LEDGER.c.prospect_key == prospect_key)
+        row = self.session.execute(
+            select(*_LEDGER_COLUMNS, flagged.label("flagged"))
+            .where(LEDGER.c.referrer_id == referrer_id, applies)
+            .order_by(LEDGER.c.id.desc())
+            .limit(1)
+        ).first()
+        if row is None:
+            return None, bool(self.flagged_referrers({referrer_id}))
+        return _change(tuple(row)[:-1]), bool(row.flagged)
