@@ -27,7 +27,7 @@ from sequencer.core.naming import (
 )
 from sequencer.core.ports import EnrollmentRecord, Store, UnitOfWork
 from sequencer.core.states import EnrollmentState
-from sequencer.errors import NotFound
+from sequencer.errors import NotFound, SequencerError
 
 UowFactory = Callable[[], UnitOfWork]
 LIST_LIMIT = 500  # ledger rows `refseq consent list` shows (newest)
@@ -136,6 +136,10 @@ def change_consent(
 ) -> ChangeResult:
     referrer_id = referrer_id.strip()
     key = prospect.strip().casefold() if prospect else None
+    if key is not None and ("@" not in key or any(c.isspace() for c in key)):
+        raise SequencerError(
+            f"--prospect {prospect!r} is not an email address; give the prospect's address"
+        )
     with uow_factory() as uow:
         repo = uow.repo
         if not repo.referrer_known(referrer_id):

@@ -484,7 +484,8 @@ def _human_reply(
         )
         if handoff is not None:
             report.handoffs += 1
-            if campaign is not None:
+            # Not for "I don't know them": the rep is told, the referrer is not thanked.
+            if campaign is not None and verdict.intent in ENGAGED:
                 from sequencer.services.routing import on_handoff
 
                 on_handoff(repo, spec_from_json(campaign.spec), handoff, e, cfg.draft_cfg, now)

@@ -147,7 +147,13 @@ def test_a_revocation_in_another_campaign_reaches_this_one(
         "referrer_id,prospect_email,strength,context\n"
         "james-hervin,li.wei@orbit.example,5,your former colleague at Chase\n"
     )
-    cli("consent", "revoke", "james-hervin", "--prospect", "li.wei@orbit.example")
+    unknown = cli("consent", "revoke", "james", code=1)
+    assert "no referrer 'james' in any launched campaign" in unknown.stderr
+    assert (
+        "not an email address"
+        in cli("consent", "grant", "james-hervin", "--prospect", "li", code=1).stderr
+    )
+    cli("consent", "revoke", "james-hervin", "--prospect", "Li.Wei@orbit.example")
     plan = cli.json("plan", str(second), "--now", MON.isoformat())
     (li,) = [p for p in plan["enroll"] if p["email"] == "li.wei@orbit.example"]
     assert (li["may_name_referrer"], li["sequence"]) == (False, "unnamed")

@@ -1,4 +1,4 @@
-""""I don't know this referrer" holds in every campaign and every state, now and later.
+""" "I don't know this referrer" holds in every campaign and every state, now and later.
 
 Through the `refseq` entry point on SQLite and PostgreSQL: real aiosmtpd out, real Dovecot in;
 what reached the SMTP peer is parsed with the standard library.
@@ -130,6 +130,8 @@ def test_a_flag_holds_the_referrer_everywhere_tells_the_rep_and_can_be_cleared(w
     )
     notices = texts(sink, REP, before)
     assert notices and "don't know James" in notices[0][1]
+    # …and James is not thanked for a referral the prospect disowns.
+    assert [q for q in cli.json("queue") if q["prospect"] == "james@pixel.example"] == []
     # Sam is held (not paused): a person decides, and `refseq held` says why.
     held = ids(cli)
     assert "flagged" in str(held["sam.ortiz@cleardesk.example"]["reason"])
