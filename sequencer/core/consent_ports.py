@@ -12,6 +12,7 @@ from sequencer.core.ports import EnrollmentRecord
 
 class ConsentRepository(Protocol):
     def add_consent_change(self, change: ConsentChange) -> None: ...
+    def add_consent_changes(self, changes: list[ConsentChange]) -> None: ...
     def consent_changes(
         self, referrer_ids: Collection[str] | None = None, limit: int | None = None
     ) -> list[ConsentChange]:
@@ -29,6 +30,10 @@ class ConsentRepository(Protocol):
     def live_naming(self, referrer_id: str, prospect_key: str | None) -> list[EnrollmentRecord]:
         """Held, active or paused enrollments, in every campaign, that name ``referrer_id``
         (to ``prospect_key`` only, when given)."""
+        ...
+
+    def live_naming_many(self, referrer_ids: Collection[str]) -> list[EnrollmentRecord]:
+        """``live_naming`` (every prospect) for many referrers at once."""
         ...
 
     def referrer_known(self, referrer_id: str) -> bool:

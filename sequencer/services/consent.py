@@ -102,8 +102,9 @@ def csv_changes(
     repo: Store, referrers: Iterable[Referrer], actor: str, now: datetime
 ) -> list[ConsentChange]:
     """The consent column of ``referrers.csv`` as ledger changes: a referrer whose value differs
-    from the last one a launch recorded (or that no launch recorded yet). Launching the same
-    file again changes nothing, so a revocation made since (``refseq consent``) stands."""
+    from the last one a launch recorded. A "yes" no launch recorded is the default and is not
+    stored (a large file adds rows only for its refusals). Launching the same file again changes
+    nothing, so a change made since by a person (``refseq consent``) stands."""
     by_id = {r.id: r for r in referrers}
     last: dict[str, bool] = {}
     for c in repo.consent_changes(set(by_id)):
@@ -112,8 +113,22 @@ def csv_changes(
     return [
         ConsentChange(r.id, None, r.consent, actor, Via.LAUNCH, now, "referrers.csv")
         for r in by_id.values()
-        if last.get(r.id) is not r.consent
+        if last.get(r.id, True) is not r.consent
     ]
+
+
+def record_launch_changes(repo: Store, changes: list[ConsentChange], now: datetime) -> int:
+    """Store a launch's referrers.csv changes at once; hold what names a referrer it revokes
+    (in every campaign). Returns how many enrollments were held."""
+    repo.add_consent_changes(changes)
+    revoked = {c.referrer_id for c in changes if not c.granted}
+    if not revoked:
+        return 0
+    why = "revoked consent to be named (referrers.csv at a launch)"
+    return sum(
+        hold_enrollment(repo, e, f"referrer {e.referrer.get('id')} {why}", now)
+        for e in repo.live_naming_many(revoked)
+    )
 
 
 @dataclass(frozen=True)

@@ -112,7 +112,7 @@ def launch_campaign(
         # referrers.csv's consent column, where it changed, is a change to the live ledger: a
         # revocation holds what names the referrer in every campaign before anything is planned.
         changes = consent.csv_changes(repo, check.audience.referrers.values(), actor, now)
-        held_now = sum(consent.record_change(repo, c) for c in changes)
+        held_now = consent.record_launch_changes(repo, changes, now)
         plan = _plan(check, repo, existing.id if existing else None, now)
         record, created = repo.save_campaign(spec.name, str(check.path), digest, spec_json, now)
         held_before = {k for k, s in _already(repo, record.id).items() if s.value == "held"}

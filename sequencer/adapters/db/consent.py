@@ -83,6 +83,25 @@ class ConsentQueries:
             )
         )
 
+    def add_consent_changes(self, changes: list[ConsentChange]) -> None:
+        """Many changes in one executemany (a launch records its referrers.csv's at once)."""
+        if changes:
+            self.session.execute(
+                insert(LEDGER),
+                [
+                    {
+                        "referrer_id": c.referrer_id,
+                        "prospect_key": c.prospect_key,
+                        "granted": c.granted,
+                        "actor": c.actor[:320],
+                        "via": c.via,
+                        "note": c.note,
+                        "at": c.at,
+                    }
+                    for c in changes
+                ],
+            )
+
     def consent_changes(
         self, referrer_ids: Collection[str] | None = None, limit: int | None = None
     ) -> list[ConsentChange]:
@@ -140,6 +159,22 @@ class ConsentQueries:
             stmt = stmt.where(ENROLLMENTS.c.prospect_key == prospect_key)
         rows = self.session.execute(stmt.order_by(ENROLLMENTS.c.id)).all()
         return [_enrollment_record(r) for r in rows if r.referrer.get("id") == referrer_id]
+
+    def live_naming_many(self, referrer_ids: Collection[str]) -> list[EnrollmentRecord]:
+        """``live_naming`` for many referrers: one statement per 500 ids, not one per id."""
+        from sequencer.adapters.db.repository import _RECORD_COLUMNS, _enrollment_record
+
+        rid = ENROLLMENTS.c.referrer["id"].as_string()
+        found: list[EnrollmentRecord] = []
+        for chunk in _chunks(referrer_ids):
+            stmt = select(*_RECORD_COLUMNS).where(
+                ENROLLMENTS.c.state.in_(sorted(LIVE_ENROLLMENT_STATES)),
+                ENROLLMENTS.c.may_name_referrer.is_(True),
+                rid.in_(chunk),
+            )
+            found.extend(_enrollment_record(r) for r in self.session.execute(stmt).all())
+        wanted = set(referrer_ids)
+        return [e for e in found if e.referrer.get("id") in wanted]
 
     def referrer_known(self, referrer_id: str) -> bool:
         if self.session.execute(
