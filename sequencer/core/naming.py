@@ -73,17 +73,24 @@ class NamingGate:
 
     ledger: tuple[ConsentChange, ...] = ()
     flagged: frozenset[str] = field(default_factory=frozenset)
+    # referrer id -> its changes, oldest first: a plan of 100k prospects asks per path
+    _index: dict[str, list[ConsentChange]] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
+
+    def __post_init__(self) -> None:
+        for c in self.ledger:
+            self._index.setdefault(c.referrer_id, []).append(c)
 
     def with_changes(self, changes: Iterable[ConsentChange]) -> NamingGate:
         return NamingGate((*self.ledger, *changes), self.flagged)
 
     def latest(self, referrer_id: str, prospect_key: str | None) -> ConsentChange | None:
         """The newest change that applies to naming ``referrer_id`` to ``prospect_key``."""
-        found: ConsentChange | None = None
-        for c in self.ledger:
-            if c.referrer_id == referrer_id and c.prospect_key in (None, prospect_key):
-                found = c
-        return found
+        for c in reversed(self._index.get(referrer_id, ())):
+            if c.prospect_key is None or c.prospect_key == prospect_key:
+                return c
+        return None
 
     def consents(self, referrer_id: str, prospect_key: str | None, csv_consent: bool) -> bool:
         change = self.latest(referrer_id, prospect_key)
