@@ -120,7 +120,7 @@ class NamingGate:
             if change is None or change.via is Via.LAUNCH:
                 return f"referrer {who} has not consented to be named (referrers.csv)"
             return (
-                f"referrer {who} revoked consent ({change.via.value}, {change.actor}, "
+                f"referrer {who} revoked consent (by {change.actor} via {change.via.value}, "
                 f"{change.at:%Y-%m-%d %H:%M} UTC)"
             )
         return None

@@ -21,7 +21,7 @@ def test_the_latest_change_that_applies_wins_and_the_csv_only_until_there_is_one
     gate = NamingGate((change(1, False), change(2, True, "p@x.example")))
     assert gate.block("r1", 9, True, "p@x.example", RULE) is None  # granted for p, later
     why = gate.block("r1", 9, True, "q@x.example", RULE, "Rae One")
-    assert why is not None and "Rae One (r1) revoked consent (cli, ops" in why
+    assert why is not None and "Rae One (r1) revoked consent (by ops via cli" in why
     later = gate.with_changes([change(3, False)])  # a referrer-wide revocation after p's grant
     assert later.block("r1", 9, True, "p@x.example", RULE) is not None
 
