@@ -117,10 +117,17 @@ def release(uow_factory: UowFactory, enrollment_id: int, now: datetime) -> datet
         enrollment_transition(e.state, "release")
         why = consent.live_block(uow.repo, e, spec.temperature)
         if why is not None:
+            rid = e.referrer.get("id", "")
+            if "flagged" in why:
+                fix = f"refseq flags clear {rid}"
+            elif "detractor" in why:
+                fix = "their NPS in referrers.csv, then launch again"
+            else:
+                fix = f"refseq consent grant {rid} [--prospect {e.prospect_email}]"
             raise SequencerError(
-                f"enrollment {enrollment_id} names its referrer, who may not be named: {why}; "
-                f"grant consent (refseq consent grant {e.referrer.get('id', '')}), clear the flag "
-                "(refseq flags clear) or stop the campaign's enrollment"
+                f"enrollment {enrollment_id} names its referrer, who may not be named now: {why}; "
+                f"it stays held until that changes ({fix}), or a launch plans it again unnamed "
+                "if it has not started"
             )
         zone = send_zone(spec.schedule, e.prospect.get("timezone", ""), spec.rep.timezone)
         due = next_slot(now, spec.schedule, zone)
