@@ -10,9 +10,11 @@ import email
 import email.policy
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from sequencer.core.states import DraftState
 from tests.cli_helpers import Cli, init_example
 from tests.smtp_sink import Sink
 
@@ -278,3 +280,37 @@ def test_a_revocation_between_claim_and_data_stops_the_message_before_data(
     h = held(cli)
     assert {"elena.park@northbank.example", "sam.ortiz@cleardesk.example"} <= set(h)
     assert [d["state"] for d in cli.json("queue", "--attention")] == []
+
+
+def test_drafting_and_the_claim_read_the_ledger_not_the_snapshot(
+    cli: Cli, tmp_path: Path, smtp_sink: Sink, uow_factory: Any
+) -> None:
+    """Ledger rows only (as if written by a launch that raced the revocation's hold): the
+    drafting tick makes no draft naming the referrer, the claim sends none already drafted."""
+    from sequencer.core.naming import ConsentChange, Via
+
+    def revoke_in_ledger_only(referrer: str) -> None:
+        with uow_factory() as uow:
+            uow.repo.add_consent_change(ConsentChange(referrer, None, False, "ops", Via.CLI, MON))
+            uow.commit()
+
+    yaml = campaign(cli, tmp_path / "a", smtp_sink)
+    cli("launch", str(yaml), "--now", MON.isoformat())
+    revoke_in_ledger_only("jon-smith")  # before drafting
+    cli("tick", "--now", MON.isoformat(), "--only", "draft")
+    revoke_in_ledger_only("james-hervin")  # drafted already, before sending
+    cli("tick", "--now", MON.isoformat(), "--only", "send")
+    got = received(smtp_sink, "")
+    assert got and all(b"James" not in raw and b"Jon Smith" not in raw for raw, _ in got)
+    h = held(cli)
+    for prospect in ("marc.dubois", "elena.park", "sam.ortiz"):  # due at MON (John: not yet)
+        assert any(k.startswith(prospect) for k in h), prospect
+    with uow_factory() as uow:
+        views = uow.repo.list_drafts(list(DraftState))
+        by_prospect = {v.draft.to_email.split("@")[0]: v.draft for v in views}
+        # drafting held Marc (Jon's) without a draft; James's drafts were never even claimed
+        assert "marc.dubois" not in by_prospect
+        for name in ("elena.park", "sam.ortiz"):
+            d = by_prospect[name]
+            actions = [ev.action for ev in uow.repo.draft_events(d.id)]
+            assert d.state.value == "approved" and "claim" not in actions, (name, actions)
