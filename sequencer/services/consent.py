@@ -12,7 +12,7 @@ not be named.
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from sequencer.core.model import Referrer, TemperatureRule
@@ -54,6 +54,30 @@ def enrollment_block(gate: NamingGate, e: EnrollmentRecord, rule: TemperatureRul
         rule,
         str(r.get("name", "")),
     )
+
+
+def referrer_ids(e: EnrollmentRecord) -> set[str]:
+    """The enrollment's referrer and the other referrers its templates may mention."""
+    ids = {str(e.referrer.get("id", ""))}
+    ids.update(str(o.get("referrer_id", "")) for o in e.other_referrals)
+    return ids - {""}
+
+
+def with_live_others(
+    gate: NamingGate, e: EnrollmentRecord, rule: TemperatureRule
+) -> EnrollmentRecord:
+    """The enrollment with each other referrer's ``may_name`` as the ledger says now (a
+    revocation or a flag since launch turns it off; nothing turns it on)."""
+    others = []
+    changed = False
+    for o in e.other_referrals:
+        rid = str(o.get("referrer_id", ""))
+        named = (
+            bool(o.get("may_name")) and gate.block(rid, None, True, e.prospect_key, rule) is None
+        )
+        changed |= named != bool(o.get("may_name"))
+        others.append({**o, "may_name": named})
+    return replace(e, other_referrals=others) if changed else e
 
 
 def live_block(repo: Store, e: EnrollmentRecord, rule: TemperatureRule) -> str | None:

@@ -89,7 +89,7 @@ def draft_due(
             if not due:
                 return report
             built: list[tuple[NewDraft, int]] = []
-            gate = consent.gate_for(uow.repo, {str(e.referrer.get("id", "")) for e in due})
+            gate = consent.gate_for(uow.repo, set().union(*map(consent.referrer_ids, due)))
             for enrollment in due:
                 seen.add(enrollment.id)
                 if enrollment.campaign_id not in specs:
@@ -101,7 +101,8 @@ def draft_due(
                 if why is not None:  # the live ledger says no: hold it for a person, no draft
                     report.held += consent.hold_enrollment(uow.repo, enrollment, why, now)
                     continue
-                draft = _build_one(uow, spec, enrollment, cfg, now, report)
+                live = consent.with_live_others(gate, enrollment, spec.temperature)
+                draft = _build_one(uow, spec, live, cfg, now, report)
                 if draft is not None:
                     built.append((draft, enrollment.campaign_id))
             _store(uow, built, now, report)

@@ -39,3 +39,24 @@ def test_a_detractor_is_below_min_nps_or_at_most_6_without_one() -> None:
     assert is_detractor(6, RULE) and not is_detractor(7, RULE) and not is_detractor(None, RULE)
     strict = TemperatureRule(4, 4, 9, NamePolicy.CONSENTED)
     assert is_detractor(8, strict) and not is_detractor(9, strict)
+
+
+def test_drafting_sees_other_referrers_as_the_ledger_says_now() -> None:
+    from sequencer.core.ports import EnrollmentRecord
+    from sequencer.core.states import EnrollmentState
+    from sequencer.services.consent import referrer_ids, with_live_others
+
+    others = [
+        {"referrer_id": "r1", "name": "Rae One", "may_name": True},
+        {"referrer_id": "r2", "name": "Ro Two", "may_name": True},
+        {"referrer_id": "r3", "name": "Ri Three", "may_name": False},
+    ]
+    e = EnrollmentRecord(
+        1, 1, "p@x.example", "p@x.example", {}, {"id": "r0"}, {}, others, "warm", "warm", True,
+        "", EnrollmentState.ACTIVE, None, 0, None, None, T0, T0,
+    )  # fmt: skip
+    assert referrer_ids(e) == {"r0", "r1", "r2", "r3"}
+    gate = NamingGate((change(1, False),), frozenset({"r2"}))  # r1 revoked, r2 flagged
+    live = with_live_others(gate, e, RULE)
+    assert [o["may_name"] for o in live.other_referrals] == [False, False, False]
+    assert with_live_others(NamingGate(), e, RULE) is e  # nothing turns naming on
