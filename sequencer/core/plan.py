@@ -8,8 +8,9 @@ from datetime import datetime
 from enum import StrEnum
 
 from sequencer.core.model import Audience, CampaignSpec, NamePolicy, Prospect, Temperature
+from sequencer.core.naming import NamingGate
 from sequencer.core.ports import NewEnrollment
-from sequencer.core.referral import ReferralPath, choose_path, classify, may_name
+from sequencer.core.referral import ReferralPath, choose_path, classify
 from sequencer.core.schedule import next_slot, send_zone
 from sequencer.core.states import EnrollmentState
 
@@ -39,6 +40,7 @@ class PlannedEnrollment:
     first_due: datetime  # UTC
     zone: str
     hold_reason: str | None = None
+    others_named: tuple[bool, ...] = ()  # may each of ``others`` be named (same order)
 
     @property
     def held(self) -> bool:
@@ -93,11 +95,14 @@ def build_plan(
     already: dict[str, EnrollmentState],
     prospects_label: str = "prospects.csv",
     replied: dict[str, str] | None = None,
+    gate: NamingGate | None = None,
 ) -> Plan:
     """Plan enrollments for every good prospect row.
 
     ``already`` maps prospect keys enrolled in *this* campaign to their state: held ones are
     planned again (consent may have arrived), the rest are left alone and counted as unchanged.
+    ``gate``: the live consent ledger and flags (``core.naming``); a path whose referrer may be
+    named ranks first, and a referrer who may not is never named.
     """
     paths: dict[str, list[ReferralPath]] = defaultdict(list)
     for referral in audience.referrals:
@@ -137,7 +142,7 @@ def build_plan(
         if not candidates:
             exclude(ExclusionReason.NO_REFERRAL, "no row in referrals.csv names this prospect")
             continue
-        planned = _plan_one(spec, prospect, candidates, now)
+        planned = _plan_one(spec, prospect, candidates, now, gate or NamingGate())
         enroll.append(planned)
         if planned.hold_reason is not None:
             exclude(ExclusionReason.NO_CONSENT, planned.hold_reason)
@@ -145,20 +150,41 @@ def build_plan(
 
 
 def _plan_one(
-    spec: CampaignSpec, prospect: Prospect, candidates: list[ReferralPath], now: datetime
+    spec: CampaignSpec,
+    prospect: Prospect,
+    candidates: list[ReferralPath],
+    now: datetime,
+    gate: NamingGate,
 ) -> PlannedEnrollment:
-    best, others = choose_path(candidates)
-    verdict = classify(best, spec.temperature)
-    nameable = may_name(best.referrer, spec.temperature.name_referrer)
+    rule = spec.temperature
+    blocks = {
+        id(p): gate.block(
+            p.referrer.id, p.referrer.nps, p.referrer.consent, prospect.key, rule, p.referrer.name
+        )
+        for p in candidates
+    }
+    best, others = choose_path(candidates, lambda p: blocks[id(p)] is None)
+    verdict = classify(best, rule)
+    why_not = blocks[id(best)]
+    nameable = why_not is None
+    reason = verdict.reason
+    strongest, _ = choose_path(candidates)
+    if nameable and strongest is not best:
+        reason += (
+            f"; via {best.referrer.id}, who may be named, not the stronger "
+            f"{strongest.referrer.id}: {blocks[id(strongest)]}"
+        )
+    elif not nameable and rule.name_referrer is not NamePolicy.NEVER:
+        reason += f"; not named: {why_not}"
     sequence = verdict.temperature.value
     hold: str | None = None
-    if not nameable and spec.temperature.name_referrer is NamePolicy.CONSENTED:
+    if not nameable and rule.name_referrer is not NamePolicy.NEVER:
         if UNNAMED in spec.sequences:
             sequence = UNNAMED
         else:
             hold = (
-                f"held: referrer {best.referrer.name} ({best.referrer.id}) has not consented to "
-                "be named; record their consent in referrers.csv or add an 'unnamed' sequence"
+                f"held: {why_not}; record their consent (refseq consent grant "
+                f"{best.referrer.id}) or add an 'unnamed' sequence"
             )
     zone = send_zone(spec.schedule, prospect.timezone, spec.rep.timezone)
     return PlannedEnrollment(
@@ -166,19 +192,20 @@ def _plan_one(
         path=best,
         others=tuple(others),
         temperature=verdict.temperature,
-        reason=verdict.reason,
+        reason=reason,
         sequence=sequence,
         may_name_referrer=nameable,
         first_due=next_slot(now, spec.schedule, zone),
         zone=zone.key,
         hold_reason=hold,
+        others_named=tuple(blocks[id(o)] is None for o in others),
     )
 
 
-def _path_json(path: ReferralPath, policy: NamePolicy) -> dict[str, object]:
+def _path_json(path: ReferralPath, named: bool) -> dict[str, object]:
     r = path.referrer
     return {
-        "may_name": may_name(r, policy),
+        "may_name": named,
         "title": r.title,
         "referrer_id": r.id,
         "name": r.name,
@@ -190,7 +217,8 @@ def _path_json(path: ReferralPath, policy: NamePolicy) -> dict[str, object]:
     }
 
 
-def to_new_enrollment(p: PlannedEnrollment, policy: NamePolicy) -> NewEnrollment:
+def to_new_enrollment(p: PlannedEnrollment, policy: NamePolicy | None = None) -> NewEnrollment:
+    """``policy`` is unused (kept for callers): each path's naming was decided at planning."""
     return NewEnrollment(
         prospect_key=p.prospect.key,
         prospect_email=p.prospect.email,
@@ -202,7 +230,10 @@ def to_new_enrollment(p: PlannedEnrollment, policy: NamePolicy) -> NewEnrollment
             "row": p.path.referral.row,
             "zone": p.zone,
         },
-        other_referrals=[_path_json(o, policy) for o in p.others],
+        other_referrals=[
+            _path_json(o, p.others_named[i] if i < len(p.others_named) else False)
+            for i, o in enumerate(p.others)
+        ],
         temperature=p.temperature.value,
         sequence=p.sequence,
         may_name_referrer=p.may_name_referrer,

@@ -615,8 +615,17 @@ class NoteRepository(Protocol):
         ...
 
 
+from sequencer.core.consent_ports import ConsentRepository  # noqa: E402  (it imports this module)
+
+
 class Store(
-    Repository, DraftRepository, OutboxRepository, InboxRepository, NoteRepository, Protocol
+    Repository,
+    DraftRepository,
+    OutboxRepository,
+    InboxRepository,
+    NoteRepository,
+    ConsentRepository,
+    Protocol,
 ):
     """Everything the services read and write, in one transaction."""
 

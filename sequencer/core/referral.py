@@ -6,6 +6,7 @@ referrer's with the prospect (plus the referrer's NPS, when the campaign asks fo
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from sequencer.core.model import NamePolicy, Referral, Referrer, Temperature, TemperatureRule
@@ -64,11 +65,20 @@ def classify(path: ReferralPath, rule: TemperatureRule) -> Classification:
     return Classification(temperature, f"{temperature.value}: " + ", ".join(parts))
 
 
-def choose_path(paths: list[ReferralPath]) -> tuple[ReferralPath, list[ReferralPath]]:
-    """The strongest path (its weaker strength is highest) and the others, best first."""
+def choose_path(
+    paths: list[ReferralPath], nameable: Callable[[ReferralPath], bool] | None = None
+) -> tuple[ReferralPath, list[ReferralPath]]:
+    """The strongest path (its weaker strength is highest) and the others, best first.
+
+    With ``nameable``, a path whose referrer may be named ranks above every path whose referrer
+    may not: a 4/4 referrer who agreed beats a 5/5 one who refused (or a detractor)."""
     if not paths:
         raise ValueError("choose_path needs at least one referral path")
-    ordered = sorted(paths, key=ReferralPath.rank_key, reverse=True)
+
+    def key(p: ReferralPath) -> tuple[int, tuple[int, int, int, int, str]]:
+        return (int(nameable(p)) if nameable is not None else 0, p.rank_key())
+
+    ordered = sorted(paths, key=key, reverse=True)
     return ordered[0], ordered[1:]
 
 

@@ -7,7 +7,7 @@ Enrollment::
                         │  ├──unsubscribe──▶ unsubscribed
                         │  ├──finish──▶ completed
                         │  ├──stop──▶ stopped
-                        │  └──pause──▶ paused ──resume──▶ active
+                        │  └──pause──▶ paused ──resume/release──▶ active
     held/paused ──stop──▶ stopped
     active/paused ──hold──▶ held   (mail a person must read first: ``refseq held`` / ``release``)
 
@@ -70,6 +70,8 @@ ENROLLMENT_TRANSITIONS: dict[tuple[EnrollmentState, str], EnrollmentState] = {
     (EnrollmentState.ACTIVE, "hold"): EnrollmentState.HELD,
     (EnrollmentState.PAUSED, "hold"): EnrollmentState.HELD,
     (EnrollmentState.PAUSED, "resume"): EnrollmentState.ACTIVE,
+    # a person ends a pause early (an old flag's pause, a long out-of-office): like ``resume``
+    (EnrollmentState.PAUSED, "release"): EnrollmentState.ACTIVE,
     (EnrollmentState.PAUSED, "reply"): EnrollmentState.REPLIED,
     (EnrollmentState.PAUSED, "bounce"): EnrollmentState.BOUNCED,
     (EnrollmentState.PAUSED, "unsubscribe"): EnrollmentState.UNSUBSCRIBED,

@@ -18,6 +18,7 @@ from sequencer.core.states import (
     enrollment_transition,
 )
 from sequencer.errors import NotFound, SequencerError
+from sequencer.services import consent
 
 UowFactory = Callable[[], UnitOfWork]
 
@@ -114,10 +115,29 @@ def release(uow_factory: UowFactory, enrollment_id: int, now: datetime) -> datet
         assert campaign is not None
         spec = spec_from_json(campaign.spec)
         enrollment_transition(e.state, "release")
+        why = consent.live_block(uow.repo, e, spec.temperature)
+        if why is not None:
+            rid = e.referrer.get("id", "")
+            if "flagged" in why:
+                fix = f"refseq flags clear {rid}"
+            elif "detractor" in why:
+                fix = "their NPS in referrers.csv, then launch again"
+            else:
+                fix = f"refseq consent grant {rid} [--prospect {e.prospect_email}]"
+            raise SequencerError(
+                f"enrollment {enrollment_id} names its referrer, who may not be named now: {why}; "
+                f"it stays held until that changes ({fix}), or a launch plans it again unnamed "
+                "if it has not started"
+            )
         zone = send_zone(spec.schedule, e.prospect.get("timezone", ""), spec.rep.timezone)
         due = next_slot(now, spec.schedule, zone)
         uow.repo.update_enrollment(
-            e.id, now, state=EnrollmentState.ACTIVE, hold_reason=None, next_due_at=due
+            e.id,
+            now,
+            state=EnrollmentState.ACTIVE,
+            hold_reason=None,
+            paused_until=None,
+            next_due_at=due,
         )
         uow.commit()
         return due

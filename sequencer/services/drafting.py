@@ -13,6 +13,7 @@ from sequencer.core.ports import DraftEvent, EnrollmentRecord, NewDraft, UnitOfW
 from sequencer.core.specjson import spec_from_json
 from sequencer.core.states import DraftState
 from sequencer.errors import RenderError
+from sequencer.services import consent
 
 UowFactory = Callable[[], UnitOfWork]
 SYSTEM = "refseq"
@@ -22,6 +23,7 @@ SYSTEM = "refseq"
 class DraftingReport:
     created: int = 0
     auto_approved: int = 0
+    held: int = 0  # enrollments whose referrer may no longer be named (consent, flag)
     errors: list[tuple[str, str]] = field(default_factory=list)  # (prospect, problem)
 
 
@@ -87,6 +89,7 @@ def draft_due(
             if not due:
                 return report
             built: list[tuple[NewDraft, int]] = []
+            gate = consent.gate_for(uow.repo, set().union(*map(consent.referrer_ids, due)))
             for enrollment in due:
                 seen.add(enrollment.id)
                 if enrollment.campaign_id not in specs:
@@ -94,7 +97,12 @@ def draft_due(
                     assert campaign is not None
                     specs[enrollment.campaign_id] = spec_from_json(campaign.spec)
                 spec = specs[enrollment.campaign_id]
-                draft = _build_one(uow, spec, enrollment, cfg, now, report)
+                why = consent.enrollment_block(gate, enrollment, spec.temperature)
+                if why is not None:  # the live ledger says no: hold it for a person, no draft
+                    report.held += consent.hold_enrollment(uow.repo, enrollment, why, now)
+                    continue
+                live = consent.with_live_others(gate, enrollment, spec.temperature)
+                draft = _build_one(uow, spec, live, cfg, now, report)
                 if draft is not None:
                     built.append((draft, enrollment.campaign_id))
             _store(uow, built, now, report)

@@ -43,6 +43,7 @@ from sequencer.core.states import (
     enrollment_transition,
 )
 from sequencer.errors import ConfigError, SequencerError
+from sequencer.services.consent import hold_naming
 from sequencer.services.inbound_match import UNVERIFIED, match, same_party
 from sequencer.services.notes import NOTE_MATCH, note_inbound
 from sequencer.services.optout import opt_out
@@ -421,18 +422,18 @@ def _human_reply(
             "the prospect says they do not know the referrer",
             now,
         )
-        # Hold every pending step that would name this referrer until the data is checked.
-        for other in _naming(repo, e.campaign_id, referrer_id):
-            repo.update_enrollment(
-                other.id,
-                now,
-                state=EnrollmentState.PAUSED,
-                paused_until=None,
-                hold_reason=f"referrer {referrer_id} flagged: a prospect did not know them",
-            )
+        # Hold every live enrollment that names this referrer, in every campaign, until a
+        # person clears the flag (`refseq flags`); later launches see the flag too.
+        hold_naming(
+            repo,
+            referrer_id,
+            None,
+            f"referrer {referrer_id} flagged: a prospect did not know them",
+            now,
+        )
     if verdict.intent is Intent.REDIRECT and verdict.redirect_to:
         _capture_lead(repo, e, verdict.redirect_to, now)
-    if verdict.intent in ENGAGED:
+    if verdict.intent in ENGAGED or verdict.intent is Intent.UNKNOWN_REFERRER:  # the rep is told
         campaign = repo.campaign_by_id(e.campaign_id)
         rep_email = str(campaign.spec["rep"]["email"]) if campaign else ""
         handoff = repo.add_handoff(
@@ -454,7 +455,8 @@ def _human_reply(
         )
         if handoff is not None:
             report.handoffs += 1
-            if campaign is not None:
+            # Not for "I don't know them": the rep is told, the referrer is not thanked.
+            if campaign is not None and verdict.intent in ENGAGED:
                 from sequencer.services.routing import on_handoff
 
                 on_handoff(repo, spec_from_json(campaign.spec), handoff, e, cfg.draft_cfg, now)
@@ -502,14 +504,6 @@ def _capture_lead(repo: Store, e: EnrollmentRecord, redirect_to: str, now: datet
         ],
         now,
     )
-
-
-def _naming(repo: Store, campaign_id: int, referrer_id: str) -> list[EnrollmentRecord]:
-    return [
-        x
-        for x in repo.active_naming_referrer(campaign_id, referrer_id)
-        if x.may_name_referrer and str(x.referrer.get("id")) == referrer_id
-    ]
 
 
 def resume_paused(uow_factory: UowFactory, now: datetime) -> int:

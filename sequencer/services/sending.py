@@ -60,6 +60,7 @@ from sequencer.errors import (
     PermanentDeliveryError,
     TransientDeliveryError,
 )
+from sequencer.services import consent
 from sequencer.services.notes import note_wait
 
 UowFactory = Callable[[], UnitOfWork]
@@ -209,6 +210,7 @@ def _claim(
         suppressed = repo.suppressed_values()
         campaigns = {c: repo.campaign_by_id(c) for c in {v.draft.campaign_id for v in views}}
         unread = repo.latest_pending_inbound([v.draft.to_email.casefold() for v in views])
+        naming = consent.gate_for(repo, {str(v.enrollment.referrer.get("id", "")) for v in views})
         chosen: list[Claim] = []
         for view in views:
             if len(chosen) >= want:
@@ -217,6 +219,15 @@ def _claim(
             d = view.draft
             campaign = campaigns[d.campaign_id]
             reason = _why_not(view, spec, None if campaign is None else campaign.status, suppressed)
+            why = (
+                None
+                if is_note(d)
+                else consent.enrollment_block(naming, view.enrollment, spec.temperature)
+            )
+            if reason is None and why is not None:  # the live ledger: hold, the draft waits
+                consent.hold_enrollment(repo, view.enrollment, why, now)
+                report.deferred += 1
+                continue
             if reason is not None:
                 if repo.update_draft(
                     d.id, d.revision, now, state=DraftState.CANCELLED, reason=reason
@@ -385,7 +396,9 @@ class _Withdrawn(Exception):
         self.state = state
 
 
-def _last_check(repo: Store, view: DraftView, spec: CampaignSpec) -> tuple[DraftState, str] | None:
+def _last_check(
+    repo: Store, view: DraftView, spec: CampaignSpec, now: datetime
+) -> tuple[DraftState, str] | None:
     """Right before DATA: what may have changed since the claim (a batch waits for the sends
     ahead of it, a slow server longer): a reply handled or waiting, an opt-out, a stop or pause.
     Returns the state the draft takes instead of going out, and why."""
@@ -404,6 +417,10 @@ def _last_check(repo: Store, view: DraftView, spec: CampaignSpec) -> tuple[Draft
     reason = _why_not(replace(view, enrollment=e), spec, status, blocked)
     if reason is not None:
         return DraftState.CANCELLED, reason
+    why = None if is_note(d) else consent.live_block(repo, e, spec.temperature)
+    if why is not None:  # consent revoked or a flag raised since the claim: no DATA
+        consent.hold_enrollment(repo, e, why, now)
+        return DraftState.APPROVED, why
     paused = e.state in WAITING_ENROLLMENT_STATES and not is_note(d)
     if paused or status is CampaignStatus.PAUSED:
         return DraftState.APPROVED, "paused while it was being sent"
@@ -426,7 +443,7 @@ def _deliver(
 
     def before_data() -> None:
         with uow_factory() as uow:
-            withdrawn = _last_check(uow.repo, view, spec)
+            withdrawn = _last_check(uow.repo, view, spec, now)
             if withdrawn is not None:  # it must not go out after all: no DATA
                 state, reason = withdrawn
                 changes = {"reason": reason} if state is DraftState.CANCELLED else {}

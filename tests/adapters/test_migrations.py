@@ -32,6 +32,7 @@ TABLES = TABLES_0001 | {
     "handoffs",
     "webhook_deliveries",
     "referrer_flags",
+    "consent_changes",  # 0011
     "note_mentions",  # 0012
 }
 

@@ -10,6 +10,7 @@ import typer
 
 from sequencer.adapters.cli import output
 from sequencer.adapters.cli.common import NOW_HELP, draft_config, handle_errors, parse_now, uow
+from sequencer.adapters.cli.drafts import _actor
 from sequencer.core.plan import Plan, PlannedEnrollment
 from sequencer.errors import ConflictError
 from sequencer.services import campaigns as svc
@@ -175,7 +176,7 @@ def launch(
         from sqlalchemy.exc import IntegrityError
 
         try:
-            report = launch_campaign(uow(), check, parse_now(now), progress=update)
+            report = launch_campaign(uow(), check, parse_now(now), progress=update, actor=_actor())
         except IntegrityError as exc:  # a concurrent launch committed the same rows first
             raise ConflictError(
                 f"campaign {check.spec.name if check.spec else path}: another `refseq launch` "
@@ -190,6 +191,8 @@ def launch(
                 "spec_changed": report.spec_changed,
                 "enrolled": report.enrolled,
                 "released": report.released,
+                "consent_changes": report.consent_changes,
+                "held_by_revocation": report.held_by_revocation,
                 "row_problems": [p.as_dict() for p in check.row_problems],
                 **_plan_json(report.plan),
             }
@@ -203,6 +206,11 @@ def launch(
         f"({held} held), {report.released} re-planned, {report.plan.unchanged} already enrolled, "
         f"{len(check.row_problems)} bad row(s) skipped"
     )
+    if report.held_by_revocation:
+        output.out.print(
+            f"referrers.csv revoked consent: {report.held_by_revocation} live enrollment(s) "
+            "naming them held (refseq held)"
+        )
 
 
 @handle_errors

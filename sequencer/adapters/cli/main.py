@@ -7,6 +7,7 @@ import typer
 from sequencer.adapters.cli import (
     attention,
     campaign,
+    consent,
     db,
     demo,
     drafts,
@@ -31,6 +32,7 @@ run.register(app)
 report.register(app)
 inbox.register(app)
 demo.register(app)
+consent.register(app)  # `refseq consent …` and `refseq flags …`
 app.add_typer(suppress.app, name="suppress")
 app.add_typer(db.app, name="db")
 app.add_typer(attention.app, name="attention")

@@ -27,6 +27,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from sequencer.adapters.db.consent import ConsentQueries
 from sequencer.adapters.db.inbound_review import InboundReviewQueries
 from sequencer.adapters.db.inbox import InboxQueries
 from sequencer.adapters.db.notes import NoteQueries
@@ -219,7 +220,7 @@ def _rowcount(result: Any) -> int:
     return cast(CursorResult[Any], result).rowcount
 
 
-class SqlRepository(OutboxQueries, InboxQueries, InboundReviewQueries, NoteQueries):
+class SqlRepository(OutboxQueries, InboxQueries, InboundReviewQueries, NoteQueries, ConsentQueries):
     def __init__(self, session: Session) -> None:
         self.session = session
 

@@ -120,3 +120,7 @@ class ReferrerFlag(Base):
     inbound_id: Mapped[int] = mapped_column(ForeignKey("inbound_messages.id", ondelete="CASCADE"))
     reason: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # Revision 0011: open until a person clears or confirms it (``refseq flags``).
+    state: Mapped[str] = mapped_column(String(20), server_default=text("'open'"))
+    resolved_by: Mapped[str | None] = mapped_column(String(EMAIL_LENGTH))
+    resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

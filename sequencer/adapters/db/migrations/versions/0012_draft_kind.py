@@ -7,7 +7,7 @@ Now ``drafts.kind`` is ``step`` or ``note``; a note has ``step_index`` -1, and
 each prospect is in at most one note). Existing notes are converted, with their one mention.
 
 Revision ID: 0012
-Revises: 0010
+Revises: 0011
 Create Date: 2026-12-08
 """
 
@@ -19,7 +19,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0012"
-down_revision: str | Sequence[str] | None = "0010"
+down_revision: str | Sequence[str] | None = "0011"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
