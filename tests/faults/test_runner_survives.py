@@ -1,0 +1,96 @@
+"""`refseq run` (a real subprocess) keeps going through what a long-running worker meets.
+
+* PostgreSQL terminates the runner's connections (``pg_terminate_backend``) again and again
+  while it sends: it logs, backs off, reconnects and keeps sending; nothing twice, nothing lost.
+* Another process sweeps the drafts it has claimed (``tick --now <future>``, or a runner whose
+  clock is ahead): the runner logs the lost claim and goes on (see test_lost_claims.py for the
+  in-process version on both databases).
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+
+from tests.conftest import _admin_engine
+from tests.faults.procs import (
+    REFSEQ,
+    Procs,
+    audit,
+    bulk_campaign,
+    child_env,
+    draft_counts,
+    open_window_now,
+    procs,  # noqa: F401  (fixture)
+    wait_until,
+)
+from tests.smtp_sink import Sink
+
+PROSPECTS = 120
+
+
+@pytest.mark.parametrize(
+    "db_url", [pytest.param("postgresql", marks=pytest.mark.pg)], indirect=True
+)
+def test_run_keeps_sending_when_postgresql_drops_its_connections(
+    db_url: str,
+    tmp_path: Path,
+    smtp_sink: Sink,
+    uow_factory,
+    procs: Procs,  # noqa: F811
+) -> None:
+    cli, yaml = bulk_campaign(
+        db_url, tmp_path / "camp", smtp_sink.port, PROSPECTS, window=open_window_now()
+    )
+    cli("launch", str(yaml), "--now", datetime.now(UTC).isoformat())
+    smtp_sink.handler.delay = 0.02  # a sane pace, so the drops land while it sends
+    runner = procs.start(
+        [*REFSEQ, "run", "--interval", "0.3", "--max-backoff", "0.5"], child_env(db_url), "runner"
+    )
+    admin = _admin_engine(db_url)
+    terminated = 0
+    try:
+        wait_until(lambda: len(smtp_sink.handler.received) >= 5, 60, "the first sends")
+        deadline = time.monotonic() + 90
+        last = 0
+        while len(smtp_sink.handler.received) < PROSPECTS - 10 and time.monotonic() < deadline:
+            assert runner.poll() is None, procs.log_tail(runner)
+            if len(smtp_sink.handler.received) < last + 4:
+                time.sleep(0.02)
+                continue  # drop again once it is sending again
+            last = len(smtp_sink.handler.received)
+            with admin.connect() as conn:
+                terminated += len(
+                    conn.execute(
+                        text(
+                            "SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity "
+                            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                        )
+                    ).all()
+                )
+        wait_until(
+            lambda: (
+                not draft_counts(uow_factory).get("approved")
+                and not draft_counts(uow_factory).get("sending")
+            ),
+            30,
+            "every draft settled",
+            detail=lambda: procs.log_tail(runner),
+        )
+        assert runner.poll() is None, procs.log_tail(runner)
+    finally:
+        admin.dispose()
+    log = procs.logs[runner.pid].read_text(errors="replace")
+    assert "Traceback" not in log, log[-3000:]
+    assert "database connection lost" in log, log[-3000:]  # it said so, and went on
+    assert terminated >= 10
+    a = audit(uow_factory, smtp_sink.handler)
+    assert a.duplicates == 0 and a.lost == 0 and a.wrong_sends == 0, a.problems
+    assert a.half_applied == 0, a.problems
+    # A drop between the server's 250 and the recorded outcome parks the draft: say how often.
+    assert a.states["sent"] + a.states.get("needs_attention", 0) == PROSPECTS, a.outcome()
+    assert a.states.get("needs_attention", 0) == a.attention_delivered  # each one did arrive
