@@ -138,6 +138,7 @@ class PassReport:
                 ("need attention", s.attention),
                 ("cancelled", s.cancelled),
                 ("deferred to the window", s.deferred),
+                ("claim(s) taken back by another process", s.lost),
             ):
                 if n:
                     parts.append(f"{n} {label}")

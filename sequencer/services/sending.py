@@ -56,6 +56,7 @@ from sequencer.core.states import (
 from sequencer.errors import (
     AmbiguousDeliveryError,
     ConfigError,
+    LostClaim,
     PermanentDeliveryError,
     TransientDeliveryError,
 )
@@ -82,6 +83,7 @@ class SendReport:
     attention: int = 0
     cancelled: int = 0
     deferred: int = 0
+    lost: int = 0  # claims another process took back (a sweeper whose clock is ahead)
     waiting: dict[str, str] = field(default_factory=dict)  # mailbox → why it is not sending
     errors: list[str] = field(default_factory=list)
 
@@ -426,12 +428,14 @@ def _deliver(
                 updated = uow.repo.update_draft(
                     draft.id, current[0].revision, now, state=state, **changes
                 )
-                assert updated is not None, "a SENDING draft changed under its sender"
+                if updated is None:
+                    raise LostClaim(draft.id)
                 _event(uow.repo, current[0], "cancel" if changes else "release", now, reason=reason)
                 uow.commit()
                 raise _Withdrawn(state)
             updated = uow.repo.update_draft(draft.id, current[0].revision, now, data_started_at=now)
-            assert updated is not None, "a SENDING draft changed under its sender"
+            if updated is None:  # no DATA: whoever took the claim back owns the draft now
+                raise LostClaim(draft.id)
             current[0] = updated
             uow.commit()
 
@@ -439,6 +443,8 @@ def _deliver(
         account = smtp_account(spec, cfg.env)
         raw = sendable_bytes(draft, spec, view.enrollment, now)
         receipt = mailer.send(account, spec.rep.email, draft.to_email, raw, before_data)
+    except LostClaim:
+        report.lost += 1
     except _Withdrawn as exc:
         if exc.state is DraftState.CANCELLED:
             report.cancelled += 1
@@ -674,6 +680,7 @@ def _merged(parts: list[SendReport]) -> SendReport:
         report.attention += p.attention
         report.cancelled += p.cancelled
         report.deferred += p.deferred
+        report.lost += p.lost
         report.waiting.update(p.waiting)
         report.errors.extend(p.errors)
     return report

@@ -50,6 +50,7 @@ def _report_json(r: PassReport) -> dict[str, Any]:
             "needs_attention": s.attention,
             "cancelled": s.cancelled,
             "deferred": s.deferred,
+            "lost_claims": s.lost,
             "waiting": s.waiting,
             "errors": s.errors,
         }
