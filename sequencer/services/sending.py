@@ -754,7 +754,7 @@ def sweep(uow_factory: UowFactory, cfg: SendConfig, now: datetime) -> SweepRepor
     never started, otherwise to needs_attention. Never resends blindly."""
     report = SweepReport()
     with uow_factory() as uow:
-        for d in uow.repo.stuck_sending(now - cfg.stale_after):
+        for d in uow.repo.stuck_sending(cfg.stale_after):  # by the database's clock
             if d.data_started_at is None:
                 if uow.repo.update_draft(
                     d.id,

@@ -10,7 +10,7 @@
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -94,3 +94,47 @@ def test_run_keeps_sending_when_postgresql_drops_its_connections(
     # A drop between the server's 250 and the recorded outcome parks the draft: say how often.
     assert a.states["sent"] + a.states.get("needs_attention", 0) == PROSPECTS, a.outcome()
     assert a.states.get("needs_attention", 0) == a.attention_delivered  # each one did arrive
+
+
+def test_runners_survive_a_sweep_from_a_clock_far_ahead(
+    db_url: str,
+    tmp_path: Path,
+    smtp_sink: Sink,
+    uow_factory,
+    procs: Procs,  # noqa: F811
+) -> None:
+    """Two live runners send while `refseq tick --now <an hour ahead> --only sweep` runs again
+    and again (a third machine whose clock is wrong). Staleness is judged on the database's
+    clock, so nothing is taken from the live runners; neither dies; everything goes once."""
+    cli, yaml = bulk_campaign(
+        db_url, tmp_path / "camp", smtp_sink.port, PROSPECTS, window=open_window_now()
+    )
+    cli("launch", str(yaml), "--now", datetime.now(UTC).isoformat())
+    smtp_sink.handler.delay = 0.01
+    env = child_env(db_url)
+    runners = [
+        procs.start([*REFSEQ, "run", "--interval", "0.3"], env, f"runner{i}") for i in range(2)
+    ]
+    ahead = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
+    sweeps = 0
+    wait_until(lambda: len(smtp_sink.handler.received) >= 3, 60, "the first sends")
+    deadline = time.monotonic() + 90
+    while len(smtp_sink.handler.received) < PROSPECTS and time.monotonic() < deadline:
+        out = cli.json("tick", "--now", ahead, "--only", "sweep")
+        assert out["sweep"] == {"released": 0, "needs_attention": 0}, out
+        sweeps += 1
+    wait_until(
+        lambda: (
+            not draft_counts(uow_factory).get("approved")
+            and not draft_counts(uow_factory).get("sending")
+        ),
+        30,
+        "every draft settled",
+    )
+    for r in runners:
+        assert r.poll() is None, procs.log_tail(r)
+        assert "Traceback" not in procs.logs[r.pid].read_text(errors="replace")
+    assert sweeps >= 2
+    a = audit(uow_factory, smtp_sink.handler)
+    assert a.duplicates == 0 and a.lost == 0 and a.wrong_sends == 0, a.problems
+    assert a.states == {"sent": PROSPECTS}, a.outcome()

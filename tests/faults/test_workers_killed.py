@@ -47,6 +47,9 @@ from tests.faults.procs import (
 from tests.reliability import Recorder, soak_rounds, soaking
 from tests.smtp_sink import Sink
 
+# The senders are gone: their claims are stale at once (staleness is on the DB clock).
+STALE_NOW = timedelta(0)
+
 pytestmark = pytest.mark.reliability
 
 T0 = datetime(2026, 11, 23, 14, 0, tzinfo=UTC)  # a Monday
@@ -114,7 +117,9 @@ def test_embedded_runner_killed_at_random_points(
         proc = procs.start(runner, env, f"runner-r{r}-last")
         assert proc.wait(180) == 0, procs.log_tail(proc)
         # The sweeper, once the dead senders' claims are stale; then a last pass.
-        report = sweep(uow_factory, SendConfig(env={}), T_END + timedelta(minutes=11))
+        report = sweep(
+            uow_factory, SendConfig(env={}, stale_after=STALE_NOW), T_END + timedelta(minutes=11)
+        )
         cli("tick", "--now", (T_END + timedelta(minutes=15)).isoformat())
         a = audit(uow_factory, smtp_sink.handler, steps=2)  # every round so far
         outcomes.append(f"seed {seed}: swept {report.released}+{report.attention}")
@@ -199,7 +204,11 @@ def test_celery_worker_killed_at_random_points(
             worker = start_worker(procs, env, f"w{i + 1}")
         drain(pub, uow_factory, data_sink, n)
         # The sweeper, once the dead workers' claims are stale; then the workers finish.
-        report = sweep(uow_factory, SendConfig(env={}), datetime.now(UTC) + timedelta(minutes=11))
+        report = sweep(
+            uow_factory,
+            SendConfig(env={}, stale_after=STALE_NOW),
+            datetime.now(UTC) + timedelta(minutes=11),
+        )
         counts = drain(pub, uow_factory, data_sink, n)
         assert not counts.get("sending"), counts
     finally:
