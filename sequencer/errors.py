@@ -127,3 +127,7 @@ class LostClaim(SequencerError):
     def __init__(self, draft_id: int) -> None:
         self.draft_id = draft_id
         super().__init__(f"draft {draft_id}: claim taken back by another process; not sent")
+
+
+class NoSentFolder(SequencerError):
+    """The mailbox's server marks no folder ``\\Sent`` (RFC 6154) and the campaign names none."""

@@ -451,8 +451,9 @@ class MailboxReader(Protocol):
         first); without a valid checkpoint, those received since ``rescan_since``."""
         ...
 
-    def find_message_id(self, account: ImapAccount, folder: str, message_id: str) -> bool:
-        """Is a message with this Message-ID in ``folder`` (e.g. Sent) of that mailbox?"""
+    def find_message_id(self, account: ImapAccount, folder: str | None, message_id: str) -> bool:
+        """Is a message with this Message-ID in ``folder`` of that mailbox? ``None``: the folder
+        the server marks ``\\Sent`` (RFC 6154); raises ``NoSentFolder`` when it marks none."""
         ...
 
     def close(self) -> None: ...

@@ -166,7 +166,7 @@ def run_pass(
         if reader is not None:
             report.inbox = poll(deps.uow_factory, reader, deps.inbox_cfg, now)
             report.attention = check_sent_folders(
-                deps.uow_factory, reader, deps.inbox_cfg.env, now, only_configured=True
+                deps.uow_factory, reader, deps.inbox_cfg.env, now, automatic=True
             )
         else:
             report.inbox = process(deps.uow_factory, deps.inbox_cfg, now)
