@@ -8,8 +8,9 @@ point leaves rows the sweeper can judge: never started → back to approved; sta
 attention. A sender that stops hands its unsent claimed drafts back at once.
 
 The message bytes were built when the draft was made (or edited); only ``Date:`` is added here.
-A successful send's outcome is written in the next transaction this sender opens (usually the
-next message's ``before_data``): one commit per message (see ``_Deferring``). With
+A successful send's outcome is committed right after the server's 250, in its own transaction:
+a crash can then leave a delivered message needs_attention only inside that one commit (or
+while the message is on the wire), not until the next message's transaction. With
 ``concurrency`` > 1 several mailboxes send at once, one thread and SMTP session each.
 """
 
@@ -22,8 +23,6 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from types import TracebackType
-from typing import Self
 from zoneinfo import ZoneInfo
 
 from sequencer.core.drafts import NOTE_STEP as NOTE_STEP  # routing imports it from here
@@ -269,66 +268,6 @@ def _release(uow_factory: UowFactory, drafts: list[DraftRecord], now: datetime) 
         uow.commit()
 
 
-class _Deferring:
-    """A unit-of-work factory for one mailbox's sender that records a successful send's
-    outcome in the *next* transaction the sender opens (usually the next message's
-    ``before_data``), not in one of its own: one commit per message instead of two.
-
-    The order of effects is unchanged for every draft: SENDING is committed before its SMTP
-    transaction, ``data_started_at`` before its DATA, and its SENT after its final reply. A
-    crash between that reply and the next commit leaves it in SENDING with DATA started, which
-    the sweeper turns into needs_attention: never resent blindly, as for a crash during DATA.
-    """
-
-    def __init__(self, uow_factory: UowFactory) -> None:
-        self.uow_factory = uow_factory
-        self.pending: list[tuple[int, Apply, DraftRecord]] = []
-
-    def __call__(self) -> UnitOfWork:
-        return _DeferringUow(self)
-
-    def flush(self) -> None:
-        if self.pending:
-            with self() as uow:
-                uow.commit()
-
-
-class _DeferringUow:
-    def __init__(self, owner: _Deferring) -> None:
-        self.owner = owner
-        self.inner = owner.uow_factory()
-        self.applied = 0
-
-    def __enter__(self) -> Self:
-        self.inner.__enter__()
-        self.repo = self.inner.repo
-        try:
-            for draft_id, apply, known in self.owner.pending:
-                _apply_to(self.repo, draft_id, apply, known)
-        except BaseException as exc:
-            self.inner.__exit__(type(exc), exc, exc.__traceback__)
-            raise
-        self.applied = len(self.owner.pending)
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.inner.__exit__(exc_type, exc, tb)
-
-    def commit(self) -> None:
-        self.inner.commit()
-        del self.owner.pending[: self.applied]
-        self.applied = 0
-
-    def rollback(self) -> None:
-        self.inner.rollback()
-        self.applied = 0
-
-
 # What a finish step does to the draft; it returns False when the draft's revision had moved on
 # (the compare-and-set failed, nothing written), so the caller re-reads the draft and retries.
 Apply = Callable[[Store, DraftRecord], bool]
@@ -480,10 +419,9 @@ def _deliver(
         def sent(repo: Store, d: DraftRecord) -> bool:
             return record_sent(repo, view, spec, d, now, receipt.reply)
 
-        if isinstance(uow_factory, _Deferring):
-            uow_factory.pending.append((draft.id, sent, current[0]))
-        else:
-            _finish(uow_factory, draft.id, now, sent, current[0])
+        # At once, in its own transaction: the shortest window between the server's 250 and
+        # the recorded outcome, where a crash leaves a delivered message needs_attention.
+        _finish(uow_factory, draft.id, now, sent, current[0])
         report.sent += 1
 
 
@@ -703,18 +641,11 @@ def _send_mailbox(
         report.waiting[key] = "not configured"
         report.errors.append(str(exc))
         return
-    deferring = _Deferring(uow_factory)
-    try:
-        _send_batches(deferring, mailer, cfg, key, specs, now, rng, stop, report)
-    except BaseException:
-        with contextlib.suppress(Exception):  # else the sweeper judges what is left
-            deferring.flush()
-        raise
-    deferring.flush()
+    _send_batches(uow_factory, mailer, cfg, key, specs, now, rng, stop, report)
 
 
 def _send_batches(
-    deferring: _Deferring,
+    uow_factory: UowFactory,
     mailer: Mailer,
     cfg: SendConfig,
     key: str,
@@ -725,21 +656,21 @@ def _send_batches(
     report: SendReport,
 ) -> None:
     while not stop():
-        batch = _claim(deferring, key, specs, now, rng, report)
+        batch = _claim(uow_factory, key, specs, now, rng, report)
         if not batch:
             return
         for i, (view, draft, spec) in enumerate(batch):
             if stop():  # finish the message in flight, hand the rest back now
-                _release(deferring, [d for _, d, _ in batch[i:]], now)
+                _release(uow_factory, [d for _, d, _ in batch[i:]], now)
                 return
             try:
-                _deliver(deferring, mailer, cfg, view, draft, spec, now, report)
+                _deliver(uow_factory, mailer, cfg, view, draft, spec, now, report)
             except BaseException:
                 # Hand back the rest and this one too: its compare-and-set on the claimed
                 # revision only succeeds if DATA never started (before_data bumps it). Else it
                 # sat in SENDING until the sweeper (e.g. a deadlock in before_data on PG).
                 with contextlib.suppress(Exception):  # else the sweeper releases them
-                    _release(deferring, [d for _, d, _ in batch[i:]], now)
+                    _release(uow_factory, [d for _, d, _ in batch[i:]], now)
                 raise
 
 
