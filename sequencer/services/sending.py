@@ -561,6 +561,10 @@ def due_mailboxes(uow_factory: UowFactory, now: datetime) -> list[str]:
     return [key for key, specs in groups.items() if due.intersection(specs)]
 
 
+# Called before each claim with (mailbox key, its campaigns, now): reads the reps' mailboxes so
+# a reply waiting there holds the send back (services/presend.py); returns problems to report.
+BeforeClaim = Callable[[str, dict[int, CampaignSpec], datetime], list[str]]
+
 # A mailer for one mailbox, held exclusively while the block runs; None when another thread
 # of this process is already sending from that mailbox (it will send what is due).
 MailerLease = Callable[[str], AbstractContextManager[Mailer | None]]
@@ -577,6 +581,7 @@ def send_due(
     *,
     mailer_for: MailerLease | None = None,
     concurrency: int = 1,
+    before_claim: BeforeClaim | None = None,
 ) -> SendReport:
     """Send every due, approved draft that the mailboxes' caps and gaps allow at ``now``.
 
@@ -593,7 +598,9 @@ def send_due(
     if concurrency <= 1 or len(boxes) <= 1 or mailer_for is None:
         report = SendReport()
         for key, specs in boxes:
-            _send_mailbox(uow_factory, mailer, cfg, key, specs, now, rng, stop, report)
+            _send_mailbox(
+                uow_factory, mailer, cfg, key, specs, now, rng, stop, report, before_claim
+            )
         return report
     lease = mailer_for
 
@@ -601,7 +608,9 @@ def send_due(
         part = SendReport()
         with lease(key) as leased:
             if leased is not None:
-                _send_mailbox(uow_factory, leased, cfg, key, specs, now, rng, stop, part)
+                _send_mailbox(
+                    uow_factory, leased, cfg, key, specs, now, rng, stop, part, before_claim
+                )
         return part
 
     with ThreadPoolExecutor(min(concurrency, len(boxes)), "refseq-send") as pool:
@@ -634,6 +643,7 @@ def _send_mailbox(
     rng: random.Random,
     stop: Callable[[], bool],
     report: SendReport,
+    before_claim: BeforeClaim | None = None,
 ) -> None:
     try:  # a missing password fails the whole mailbox: say so, claim nothing
         smtp_account(next(iter(specs.values())), cfg.env)
@@ -641,7 +651,7 @@ def _send_mailbox(
         report.waiting[key] = "not configured"
         report.errors.append(str(exc))
         return
-    _send_batches(uow_factory, mailer, cfg, key, specs, now, rng, stop, report)
+    _send_batches(uow_factory, mailer, cfg, key, specs, now, rng, stop, report, before_claim)
 
 
 def _send_batches(
@@ -654,8 +664,11 @@ def _send_batches(
     rng: random.Random,
     stop: Callable[[], bool],
     report: SendReport,
+    before_claim: BeforeClaim | None = None,
 ) -> None:
     while not stop():
+        if before_claim is not None:
+            report.errors.extend(p for p in before_claim(key, specs, now) if p not in report.errors)
         batch = _claim(uow_factory, key, specs, now, rng, report)
         if not batch:
             return
