@@ -1,13 +1,13 @@
 """presend: the window left between reading the rep's mailbox and sending to a prospect.
 
-Before each claim the sender reads the IMAP mailboxes of the campaigns about to send
+After each claim, before sending the batch, the sender reads the IMAP mailboxes of the campaigns
 (``services/presend.py``), so a reply that arrived since the last poll holds the send back. A
 reply can still slip through only if it lands between that read (its SEARCH) and the start of
 DATA: that window is measured here, per message, on a real Dovecot and a loopback SMTP sink in
 its own process. Without the read the window is the time since the last regular poll: up to
 its period (60 s under Celery beat or ``refseq run``).
 
-refseq's side is ``send_due`` with the read before each claim; the baseline is the same
+refseq's side is ``send_due`` with the read for each claimed batch; the baseline is the same
 ``send_due`` without it (the ratio is the cost of the read). N approved drafts, one mailbox
 without ``min_gap`` (a claim is a batch of up to 10 messages, so one read covers 10 sends).
 """
@@ -104,7 +104,7 @@ def _send(
     try:
         started = time.perf_counter()
         report = send_due(
-            factory, mailer, SendConfig(env=env), NOW, random.Random(1), before_claim=before
+            factory, mailer, SendConfig(env=env), NOW, random.Random(1), before_batch=before
         )
         seconds = time.perf_counter() - started
     finally:

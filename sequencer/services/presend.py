@@ -4,10 +4,12 @@ send instead of waiting for the next poll.
 The claim and the last check before DATA (``services/sending.py``) hold back a draft whose
 prospect has mail waiting to be read, but only mail already fetched counts. The regular poll
 runs every minute (the Celery beat, ``refseq run``), so without this a reply that arrived since
-then was invisible to the send. Before each claim of a mailbox's drafts, the IMAP mailboxes of
-its campaigns are fetched (new UIDs since the checkpoint: one SEARCH on a kept connection) and
-what is new is stored as waiting to be read; the regular poll then classifies it. The window
-left is from that SEARCH to the start of DATA (measured by ``benchmarks`` stage ``presend``).
+then was invisible to the send. After each claim of a mailbox's drafts (nothing claimed,
+nothing read), before the batch is sent, the IMAP mailboxes of its campaigns are fetched (new
+UIDs since the checkpoint: one SEARCH on a kept connection) and what is new is stored as
+waiting to be read: the last check before DATA then hands that prospect's draft back, and the
+regular poll classifies the mail. The window left is from that SEARCH to the start of DATA
+(measured by the ``benchmarks`` stage ``presend``).
 
 An IMAP mailbox that cannot be read does not stop sending (it never did): the error is
 reported with the pass and the regular poll keeps reporting it.

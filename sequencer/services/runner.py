@@ -20,7 +20,7 @@ from sequencer.services.inbox import InboxConfig, InboxReport, poll, process, re
 from sequencer.services.presend import inbox_refresher
 from sequencer.services.routing import RoutingReport, deliver_webhooks, notify_handoffs
 from sequencer.services.sending import (
-    BeforeClaim,
+    BeforeBatch,
     SendConfig,
     SendReport,
     SweepReport,
@@ -95,8 +95,8 @@ class Deps:
                 reader = self._box_readers[key] = self.reader_factory()
         yield reader
 
-    def before_claim(self) -> BeforeClaim | None:
-        """Read the reps' mailboxes right before each claim (see services/presend.py)."""
+    def before_batch(self) -> BeforeBatch | None:
+        """Read the reps' mailboxes before each claimed batch is sent (services/presend.py)."""
         if self.inbox_cfg is None or self.reader_factory is None:
             return None
         return inbox_refresher(self.uow_factory, self.reader_lease, self.inbox_cfg)
@@ -228,7 +228,7 @@ def run_pass(
             stop,
             mailer_for=deps.mailer_lease,
             concurrency=deps.send_concurrency,
-            before_claim=deps.before_claim(),
+            before_batch=deps.before_batch(),
         )
     return report
 

@@ -561,9 +561,10 @@ def due_mailboxes(uow_factory: UowFactory, now: datetime) -> list[str]:
     return [key for key, specs in groups.items() if due.intersection(specs)]
 
 
-# Called before each claim with (mailbox key, its campaigns, now): reads the reps' mailboxes so
-# a reply waiting there holds the send back (services/presend.py); returns problems to report.
-BeforeClaim = Callable[[str, dict[int, CampaignSpec], datetime], list[str]]
+# Called after each claim, before its batch is sent, with (mailbox key, its campaigns, now):
+# reads the reps' mailboxes, so a reply waiting there is stored as unread and the last check
+# before DATA holds that send back (services/presend.py); returns problems to report.
+BeforeBatch = Callable[[str, dict[int, CampaignSpec], datetime], list[str]]
 
 # A mailer for one mailbox, held exclusively while the block runs; None when another thread
 # of this process is already sending from that mailbox (it will send what is due).
@@ -581,7 +582,7 @@ def send_due(
     *,
     mailer_for: MailerLease | None = None,
     concurrency: int = 1,
-    before_claim: BeforeClaim | None = None,
+    before_batch: BeforeBatch | None = None,
 ) -> SendReport:
     """Send every due, approved draft that the mailboxes' caps and gaps allow at ``now``.
 
@@ -599,7 +600,7 @@ def send_due(
         report = SendReport()
         for key, specs in boxes:
             _send_mailbox(
-                uow_factory, mailer, cfg, key, specs, now, rng, stop, report, before_claim
+                uow_factory, mailer, cfg, key, specs, now, rng, stop, report, before_batch
             )
         return report
     lease = mailer_for
@@ -609,7 +610,7 @@ def send_due(
         with lease(key) as leased:
             if leased is not None:
                 _send_mailbox(
-                    uow_factory, leased, cfg, key, specs, now, rng, stop, part, before_claim
+                    uow_factory, leased, cfg, key, specs, now, rng, stop, part, before_batch
                 )
         return part
 
@@ -643,7 +644,7 @@ def _send_mailbox(
     rng: random.Random,
     stop: Callable[[], bool],
     report: SendReport,
-    before_claim: BeforeClaim | None = None,
+    before_batch: BeforeBatch | None = None,
 ) -> None:
     try:  # a missing password fails the whole mailbox: say so, claim nothing
         smtp_account(next(iter(specs.values())), cfg.env)
@@ -651,7 +652,7 @@ def _send_mailbox(
         report.waiting[key] = "not configured"
         report.errors.append(str(exc))
         return
-    _send_batches(uow_factory, mailer, cfg, key, specs, now, rng, stop, report, before_claim)
+    _send_batches(uow_factory, mailer, cfg, key, specs, now, rng, stop, report, before_batch)
 
 
 def _send_batches(
@@ -664,14 +665,14 @@ def _send_batches(
     rng: random.Random,
     stop: Callable[[], bool],
     report: SendReport,
-    before_claim: BeforeClaim | None = None,
+    before_batch: BeforeBatch | None = None,
 ) -> None:
     while not stop():
-        if before_claim is not None:
-            report.errors.extend(p for p in before_claim(key, specs, now) if p not in report.errors)
         batch = _claim(uow_factory, key, specs, now, rng, report)
         if not batch:
             return
+        if before_batch is not None:  # mail it stores as unread holds a send back before DATA
+            report.errors.extend(p for p in before_batch(key, specs, now) if p not in report.errors)
         for i, (view, draft, spec) in enumerate(batch):
             if stop():  # finish the message in flight, hand the rest back now
                 _release(uow_factory, [d for _, d, _ in batch[i:]], now)

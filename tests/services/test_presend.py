@@ -2,7 +2,7 @@
 (real Dovecot, real SMTP, SQLite and PostgreSQL).
 
 Under Celery the poll and the sends are separate beats a minute apart; the sender itself now
-reads the rep's mailbox right before each claim (services/presend.py)."""
+reads the rep's mailbox before sending each claimed batch (services/presend.py)."""
 
 from __future__ import annotations
 
@@ -54,7 +54,7 @@ def test_a_reply_not_yet_polled_holds_the_follow_up_back(world, uow_factory):  #
 
 
 def test_the_celery_send_path_reads_the_mailbox_too(world, uow_factory):  # noqa: F811
-    """``send_due`` with the Deps' ``before_claim``, as workers/tasks.py calls it."""
+    """``send_due`` with the Deps' ``before_batch``, as workers/tasks.py calls it."""
     deps, sink, dovecot = world["deps"], world["sink"], world["dovecot"]
     run_pass(deps, MON)
     (intro,) = sent_to(sink, "sam")
@@ -70,7 +70,7 @@ def test_the_celery_send_path_reads_the_mailbox_too(world, uow_factory):  # noqa
         deps.send_cfg,
         THU,
         deps.rng,
-        before_claim=deps.before_claim(),
+        before_batch=deps.before_batch(),
     )
     assert len(sent_to(sink, "sam")) == 1
     assert len(sent_to(sink, "elena")) == 2
