@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import random
+import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager
@@ -288,6 +289,24 @@ def _finish(
         uow.commit()
 
 
+# Waits before retrying the record of a delivered message (a dropped database connection):
+# only this process knows the server said 250; if it gives up the draft ends needs_attention.
+SENT_RECORD_RETRIES = (0.2, 0.5, 1.0, 2.0)
+
+
+def _finish_delivered(
+    uow_factory: UowFactory, draft_id: int, now: datetime, apply: Apply, known: DraftRecord
+) -> None:
+    for wait in (*SENT_RECORD_RETRIES, None):
+        try:
+            _finish(uow_factory, draft_id, now, apply, known)
+            return
+        except Exception:
+            if wait is None:
+                raise
+            time.sleep(wait)
+
+
 def _apply_to(repo: Store, draft_id: int, apply: Apply, known: DraftRecord | None) -> None:
     if known is None or not apply(repo, known):  # a failed compare-and-set wrote nothing
         view = repo.get_draft(draft_id)
@@ -417,11 +436,13 @@ def _deliver(
     else:
 
         def sent(repo: Store, d: DraftRecord) -> bool:
+            if d.state is DraftState.SENT:  # a commit whose answer was lost had gone through
+                return True
             return record_sent(repo, view, spec, d, now, receipt.reply)
 
         # At once, in its own transaction: the shortest window between the server's 250 and
         # the recorded outcome, where a crash leaves a delivered message needs_attention.
-        _finish(uow_factory, draft.id, now, sent, current[0])
+        _finish_delivered(uow_factory, draft.id, now, sent, current[0])
         report.sent += 1
 
 

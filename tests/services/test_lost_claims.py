@@ -81,3 +81,73 @@ def _summary(report) -> str:
     p = PassReport(MON)
     p.sending = report
     return p.summary()
+
+
+class _DropsOneCommit:
+    """The real unit-of-work factory, whose next commit after ``armed`` fails once, as when the
+    database connection drops while the outcome of a delivered message is being recorded."""
+
+    def __init__(self, inner) -> None:
+        self.inner, self.armed, self.dropped = inner, False, 0
+
+    def __call__(self):
+        outer = self
+        uow = self.inner()
+
+        class _Uow:
+            def __enter__(self):
+                uow.__enter__()
+                self.repo = uow.repo
+                return self
+
+            def __exit__(self, *exc):
+                return uow.__exit__(*exc)
+
+            def commit(self) -> None:
+                if outer.armed:
+                    outer.armed = False
+                    outer.dropped += 1
+                    uow.rollback()
+                    raise ConnectionError("server closed the connection unexpectedly")
+                uow.commit()
+
+            def rollback(self) -> None:
+                uow.rollback()
+
+        return _Uow()
+
+
+class _ArmsAfter250:
+    def __init__(self, inner: SmtpMailer, factory: _DropsOneCommit) -> None:
+        self.inner, self.factory = inner, factory
+
+    def send(self, account, envelope_from, recipient, message, before_data):
+        receipt = self.inner.send(account, envelope_from, recipient, message, before_data)
+        self.factory.armed = True  # the server said 250: the next commit records it
+        return receipt
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+def test_a_dropped_commit_of_a_delivered_message_is_retried_not_parked(
+    cli,  # noqa: F811
+    tmp_path,
+    smtp_sink,
+    uow_factory,
+    deps,  # noqa: F811
+):
+    launch(cli, tmp_path, smtp_sink, n=3)
+    run_pass(deps(), MON, ["draft"])
+    due = len(drafts(uow_factory, DraftState.APPROVED))
+    flaky = _DropsOneCommit(uow_factory)
+    mailer = _ArmsAfter250(SmtpMailer(retry_attempts=1), flaky)
+    try:
+        report = send_due(flaky, mailer, SendConfig(env={}), MON)
+    finally:
+        mailer.close()
+    assert flaky.dropped == due  # every outcome's first commit was lost
+    assert report.sent == due and report.errors == []
+    assert len(drafts(uow_factory, DraftState.SENT)) == due  # none parked, none in SENDING
+    ids = smtp_sink.handler.message_ids()
+    assert len(ids) == len(set(ids)) == due
