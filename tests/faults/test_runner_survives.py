@@ -49,8 +49,9 @@ def test_run_keeps_sending_when_postgresql_drops_its_connections(
     )
     cli("launch", str(yaml), "--now", datetime.now(UTC).isoformat())
     smtp_sink.handler.delay = 0.02  # a sane pace, so the drops land while it sends
+    tagged = f"{db_url}{'&' if '?' in db_url else '?'}application_name=refseq-runner-under-test"
     runner = procs.start(
-        [*REFSEQ, "run", "--interval", "0.3", "--max-backoff", "0.5"], child_env(db_url), "runner"
+        [*REFSEQ, "run", "--interval", "0.3", "--max-backoff", "0.5"], child_env(tagged), "runner"
     )
     admin = _admin_engine(db_url)
     terminated = 0
@@ -69,7 +70,7 @@ def test_run_keeps_sending_when_postgresql_drops_its_connections(
                     conn.execute(
                         text(
                             "SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity "
-                            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                            "WHERE application_name = 'refseq-runner-under-test'"
                         )
                     ).all()
                 )
