@@ -121,6 +121,9 @@ def test_embedded_runner_killed_at_random_points(
             uow_factory, SendConfig(env={}, stale_after=STALE_NOW), T_END + timedelta(minutes=11)
         )
         cli("tick", "--now", (T_END + timedelta(minutes=15)).isoformat())
+        # Claims are stale by the database's clock, not the replay's: what the sweep released
+        # went out just now, so their follow-ups are due an hour later.
+        cli("tick", "--now", (T_END + timedelta(hours=2)).isoformat())
         a = audit(uow_factory, smtp_sink.handler, steps=2)  # every round so far
         outcomes.append(f"seed {seed}: swept {report.released}+{report.attention}")
         assert a.duplicates == 0 and a.lost == 0 and a.wrong_sends == 0, (seed, a.problems)
