@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import signal
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -29,7 +30,7 @@ from tests.faults.procs import (
     procs,  # noqa: F401  (fixture)
     wait_until,
 )
-from tests.smtp_sink import Sink
+from tests.smtp_sink import Sink, free_port
 
 PROSPECTS = 120
 
@@ -142,3 +143,24 @@ def test_runners_survive_a_sweep_from_a_clock_far_ahead(
     a = audit(uow_factory, smtp_sink.handler)
     assert a.duplicates == 0 and a.lost == 0 and a.wrong_sends == 0, a.problems
     assert a.states == {"sent": PROSPECTS}, a.outcome()
+
+
+def test_run_started_before_its_database_waits_for_it(
+    tmp_path: Path,
+    procs: Procs,  # noqa: F811
+) -> None:
+    """A runner started while PostgreSQL is not up yet (a container start order, a failover):
+    it logs and retries instead of dying, and SIGTERM still stops it cleanly."""
+    nowhere = f"postgresql+psycopg://postgres@127.0.0.1:{free_port()}/refseq"
+    runner = procs.start([*REFSEQ, "run", "--max-backoff", "0.3"], child_env(nowhere), "early")
+    log = procs.logs[runner.pid]
+    wait_until(
+        lambda: log.read_text(errors="replace").count("cannot start yet") >= 3,
+        30,
+        "three logged retries",
+        detail=lambda: procs.log_tail(runner),
+    )
+    assert runner.poll() is None, procs.log_tail(runner)
+    runner.send_signal(signal.SIGTERM)
+    assert runner.wait(15) == 0, procs.log_tail(runner)
+    assert "Traceback" not in log.read_text(errors="replace")

@@ -120,8 +120,11 @@ def run(
     With --from/--until it replays that stretch of time pass by pass instead (what-if runs,
     backfills, tests, the demo) against the real database and SMTP server.
     """
-    deps = _deps()
     stop = _Stop()
+    live = not (from_ or until)
+    deps = runloop.retrying(_deps, stop, max_backoff) if live else _deps()
+    if deps is None:  # stopped while the database was still unreachable
+        return
     passes: list[dict[str, Any]] = []
 
     def show(r: PassReport) -> None:
@@ -131,7 +134,7 @@ def run(
             output.out.print(f"{r.now:%Y-%m-%d %H:%M} UTC: {r.summary()}", markup=False)
 
     try:
-        if from_ or until:
+        if not live:
             if not (from_ and until):
                 raise typer.BadParameter("give both --from and --until")
             replay(deps, parse_now(from_), parse_now(until), parse_step(step), show, stop)

@@ -15,11 +15,13 @@ import random
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import TypeVar
 
 from sequencer.adapters.cli import output
 from sequencer.services.runner import Deps, PassReport, run_pass
 
 MAX_BACKOFF = 30.0
+T = TypeVar("T")
 
 
 def backoff(failures: int, rng: random.Random, cap: float = MAX_BACKOFF) -> float:
@@ -34,6 +36,40 @@ def _sleep(seconds: float, stop: Callable[[], bool]) -> None:
         time.sleep(min(0.2, max(0.0, deadline - time.monotonic())))
 
 
+def _report(what: str, exc: BaseException, failures: int, wait: float) -> None:
+    from sequencer.adapters.db.transient import describe
+
+    output.problem(
+        f"{datetime.now(UTC):%Y-%m-%d %H:%M:%S} UTC: database connection lost or busy "
+        f"({describe(exc)}); {what}, retrying in {wait:.1f}s (failure {failures} in a row)"
+    )
+
+
+def retrying(
+    make: Callable[[], T],
+    stop: Callable[[], bool],
+    max_backoff: float = MAX_BACKOFF,
+    rng: random.Random | None = None,
+) -> T | None:
+    """``make()`` (e.g. the runner's setup, which checks the schema), retried while the
+    database is unreachable (a runner started before its database); None if stopped first."""
+    from sequencer.adapters.db.transient import is_transient
+
+    rng = rng or random.Random()
+    failures = 0
+    while not stop():
+        try:
+            return make()
+        except Exception as exc:
+            if not is_transient(exc):
+                raise
+            failures += 1
+            wait = backoff(failures, rng, max_backoff)
+            _report("cannot start yet", exc, failures, wait)
+            _sleep(wait, stop)
+    return None
+
+
 def live(
     deps: Deps,
     interval: float,
@@ -42,7 +78,7 @@ def live(
     rng: random.Random | None = None,
     max_backoff: float = MAX_BACKOFF,
 ) -> None:
-    from sequencer.adapters.db.transient import describe, is_transient
+    from sequencer.adapters.db.transient import is_transient
 
     rng = rng or random.Random()
     failures = 0
@@ -58,11 +94,7 @@ def live(
                 failures = 0  # it worked for a while before this: a new outage, start over
             failures += 1
             wait = backoff(failures, rng, max_backoff)
-            output.problem(
-                f"{datetime.now(UTC):%Y-%m-%d %H:%M:%S} UTC: database connection lost or busy "
-                f"({describe(exc)}); pass abandoned, retrying in {wait:.1f}s "
-                f"(failure {failures} in a row)"
-            )
+            _report("pass abandoned", exc, failures, wait)
             _sleep(wait, stop)
             continue
         if failures:
