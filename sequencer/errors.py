@@ -116,3 +116,18 @@ class PermanentDeliveryError(DeliveryError):
 
 class AmbiguousDeliveryError(DeliveryError):
     """The message data was sent but no reply came: it may or may not have been delivered."""
+
+
+class LostClaim(SequencerError):
+    """Right before DATA the sender found its claimed draft changed: another process took the
+    claim back (a sweeper that judged it stale: its clock ahead, ``tick --now <future>``, a
+    send slower than ``stale_after``). A normal event, not a failure: no DATA was sent, and the
+    draft is that process's now (released to approved, it is sent once by whoever claims it)."""
+
+    def __init__(self, draft_id: int) -> None:
+        self.draft_id = draft_id
+        super().__init__(f"draft {draft_id}: claim taken back by another process; not sent")
+
+
+class NoSentFolder(SequencerError):
+    """The mailbox's server marks no folder ``\\Sent`` (RFC 6154) and the campaign names none."""

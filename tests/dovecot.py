@@ -286,6 +286,11 @@ namespace inbox {{
   inbox = yes
   separator = /
   mailbox Sent {{
+    auto = create
+  }}
+  # The folder the server files sent mail in is found by its \\Sent attribute (RFC 6154),
+  # never by its name: "Sent" above is a decoy that no one marks.
+  mailbox "Gesendete Elemente" {{
     special_use = \\Sent
     auto = create
   }}

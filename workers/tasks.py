@@ -48,6 +48,7 @@ def send_mailbox_task(mailbox_key: str) -> None:
                 bootstrap.utcnow(),
                 d.rng,
                 only_mailbox=mailbox_key,
+                before_batch=d.before_batch(),  # the poll beat may be a minute away
             )
 
 

@@ -175,7 +175,7 @@ class ListReader:
         batch = [m for m in self.mails if m.uid > after][:limit]
         return FetchBatch(uidvalidity=1, messages=batch, rescanned=checkpoint is None)
 
-    def find_message_id(self, account: Any, folder: str, message_id: str) -> bool:
+    def find_message_id(self, account: Any, folder: str | None, message_id: str) -> bool:
         return False
 
     def close(self) -> None:

@@ -19,8 +19,9 @@ from typing import TYPE_CHECKING
 from imapclient import IMAPClient
 from imapclient.exceptions import IMAPClientAbortError, IMAPClientError, LoginError
 
+from sequencer.adapters.imap_sent import find_sent_folder
 from sequencer.core.ports import Checkpoint, FetchBatch, FetchedMail, ImapAccount, MailboxReader
-from sequencer.errors import SequencerError
+from sequencer.errors import NoSentFolder, SequencerError
 
 SECURITY_MODES = ("none", "starttls", "ssl")
 FETCH_CHUNK = 100  # UIDs per FETCH command, to keep each server response a sane size
@@ -61,6 +62,7 @@ class ImapMailboxReader:
         self._ssl_context = ssl_context
         self._timeout = timeout
         self._clients: dict[str, IMAPClient] = {}
+        self._sent: dict[str, str | None] = {}  # login → its \\Sent folder (None: none marked)
 
     # -- the port ---------------------------------------------------------------------------
 
@@ -83,14 +85,30 @@ class ImapMailboxReader:
             uids = self._received_since(client, rescan_since, limit)
             return FetchBatch(uidvalidity, self._fetch(client, uids), rescanned=True)
 
-    def find_message_id(self, account: ImapAccount, folder: str, message_id: str) -> bool:
+    def find_message_id(self, account: ImapAccount, folder: str | None, message_id: str) -> bool:
         # HEADER search is a substring match: the brackets make it match the whole id only.
         wanted = f"<{message_id.strip().strip('<>')}>"
         with self._session(account) as client:
+            if folder is None:
+                folder = self._sent_folder(client, account)
             self._examine(client, account, folder)
             return bool(client.search(["HEADER", "Message-ID", wanted]))
 
+    def _sent_folder(self, client: IMAPClient, account: ImapAccount) -> str:
+        """The folder the server marks ``\\Sent`` (SPECIAL-USE), asked once per login."""
+        key = _login_key(account)
+        if key not in self._sent:
+            self._sent[key] = find_sent_folder(client)
+        found = self._sent[key]
+        if found is None:
+            raise NoSentFolder(
+                f"IMAP {account.key}: the server marks no folder \\Sent (RFC 6154 SPECIAL-USE); "
+                "name it with imap.sent_folder in the campaign file"
+            )
+        return found
+
     def close(self) -> None:
+        self._sent.clear()
         clients, self._clients = list(self._clients.values()), {}
         for client in clients:
             self._discard(client)

@@ -60,7 +60,7 @@ class MaildirReader:
                 break
         return FetchBatch(UIDVALIDITY, out, rescanned=checkpoint is None)
 
-    def find_message_id(self, account: ImapAccount, folder: str, message_id: str) -> bool:
+    def find_message_id(self, account: ImapAccount, folder: str | None, message_id: str) -> bool:
         return False
 
     def close(self) -> None:

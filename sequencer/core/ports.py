@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Any, Protocol, Self
 
@@ -370,7 +370,10 @@ class OutboxRepository(Protocol):
         """Per casefolded address that has unread ("new") mail, when the latest arrived."""
         ...
 
-    def stuck_sending(self, claimed_before: datetime) -> list[DraftRecord]: ...
+    def stuck_sending(self, stale_after: timedelta) -> list[DraftRecord]:
+        """SENDING drafts claimed longer than ``stale_after`` ago, by the database's clock."""
+        ...
+
     def open_drafts_of(self, enrollment_id: int) -> list[DraftRecord]: ...
     def outbox_counts(self, now: datetime) -> dict[int, dict[str, int]]: ...
     def campaigns_with_due_drafts(self, now: datetime) -> set[int]:
@@ -450,8 +453,9 @@ class MailboxReader(Protocol):
         first); without a valid checkpoint, those received since ``rescan_since``."""
         ...
 
-    def find_message_id(self, account: ImapAccount, folder: str, message_id: str) -> bool:
-        """Is a message with this Message-ID in ``folder`` (e.g. Sent) of that mailbox?"""
+    def find_message_id(self, account: ImapAccount, folder: str | None, message_id: str) -> bool:
+        """Is a message with this Message-ID in ``folder`` of that mailbox? ``None``: the folder
+        the server marks ``\\Sent`` (RFC 6154); raises ``NoSentFolder`` when it marks none."""
         ...
 
     def close(self) -> None: ...

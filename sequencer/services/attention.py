@@ -25,6 +25,7 @@ from sequencer.errors import (
     ConfigError,
     ConflictError,
     InvalidTransition,
+    NoSentFolder,
     NotFound,
     SequencerError,
 )
@@ -101,12 +102,14 @@ def check_sent_folders(
     now: datetime,
     folder: str | None = None,
     *,
-    only_configured: bool = False,
+    automatic: bool = False,
 ) -> CheckReport:
     """Every needs_attention draft found by Message-ID in its mailbox's sent folder is sent.
 
-    The folder: ``folder`` if given, else the campaign's ``imap.sent_folder``, else "Sent";
-    ``only_configured`` (the workers' automatic check) skips campaigns that name none.
+    The folder: ``folder`` if given, else the campaign's ``imap.sent_folder``, else the one the
+    server marks ``\\Sent`` (RFC 6154 SPECIAL-USE), found without configuration. The workers
+    run this on every poll (``automatic``): a mailbox whose server marks no Sent folder is then
+    skipped quietly instead of reported at every poll.
     """
     report = CheckReport()
     with uow_factory() as uow:
@@ -119,15 +122,17 @@ def check_sent_folders(
     for v in views:
         spec = specs.get(v.draft.id)
         configured = spec.mailbox.imap_sent_folder if spec is not None else None
-        if only_configured and configured is None:
-            continue
         try:
             account = imap_account(spec, env) if spec is not None else None
             if account is None:
                 report.errors.append(f"draft {v.draft.id}: its campaign has no imap mailbox")
                 continue
-            where = folder or configured or "Sent"
-            found = reader.find_message_id(account, where, v.draft.message_id)
+            found = reader.find_message_id(account, folder or configured, v.draft.message_id)
+        except NoSentFolder as exc:
+            if not automatic:
+                report.errors.append(f"draft {v.draft.id}: {exc}")
+            report.not_found.append(v.draft.id)
+            continue
         except (ConfigError, SequencerError) as exc:
             report.errors.append(f"draft {v.draft.id}: {exc}")
             continue

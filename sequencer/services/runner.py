@@ -17,8 +17,16 @@ from sequencer.core.ports import MailboxReader, Mailer, UnitOfWork, WebhookPoste
 from sequencer.services.attention import CheckReport, check_sent_folders
 from sequencer.services.drafting import DraftingReport, draft_due
 from sequencer.services.inbox import InboxConfig, InboxReport, poll, process, resume_paused
+from sequencer.services.presend import inbox_refresher
 from sequencer.services.routing import RoutingReport, deliver_webhooks, notify_handoffs
-from sequencer.services.sending import SendConfig, SendReport, SweepReport, send_due, sweep
+from sequencer.services.sending import (
+    BeforeBatch,
+    SendConfig,
+    SendReport,
+    SweepReport,
+    send_due,
+    sweep,
+)
 
 STAGES = ("sweep", "poll", "draft", "send")
 
@@ -37,6 +45,7 @@ class Deps:
     _mailer: Mailer | None = None
     _reader: MailboxReader | None = None
     _box_mailers: dict[str, Mailer] = field(default_factory=dict)
+    _box_readers: dict[str, MailboxReader] = field(default_factory=dict)
     _box_busy: set[str] = field(default_factory=set)
     _box_guard: threading.Lock = field(default_factory=threading.Lock)
 
@@ -73,12 +82,35 @@ class Deps:
             with self._box_guard:
                 self._box_busy.discard(key)
 
+    @contextmanager
+    def reader_lease(self, key: str) -> Iterator[MailboxReader | None]:
+        """The IMAP reader of the thread sending from mailbox ``key`` (the sender holds that
+        mailbox alone, so its reader is never shared between threads); None without IMAP."""
+        if self.reader_factory is None:
+            yield None
+            return
+        with self._box_guard:
+            reader = self._box_readers.get(key)
+            if reader is None:
+                reader = self._box_readers[key] = self.reader_factory()
+        yield reader
+
+    def before_batch(self) -> BeforeBatch | None:
+        """Read the reps' mailboxes before each claimed batch is sent (services/presend.py)."""
+        if self.inbox_cfg is None or self.reader_factory is None:
+            return None
+        return inbox_refresher(self.uow_factory, self.reader_lease, self.inbox_cfg)
+
     def close(self) -> None:
         with self._box_guard:
             mailers = list(self._box_mailers.values())
             self._box_mailers.clear()
+            readers = list(self._box_readers.values())
+            self._box_readers.clear()
         for m in mailers:
             m.close()
+        for r in readers:
+            r.close()
         if self._mailer is not None:
             self._mailer.close()
             self._mailer = None
@@ -138,6 +170,7 @@ class PassReport:
                 ("need attention", s.attention),
                 ("cancelled", s.cancelled),
                 ("deferred to the window", s.deferred),
+                ("claim(s) taken back by another process", s.lost),
             ):
                 if n:
                     parts.append(f"{n} {label}")
@@ -165,7 +198,7 @@ def run_pass(
         if reader is not None:
             report.inbox = poll(deps.uow_factory, reader, deps.inbox_cfg, now)
             report.attention = check_sent_folders(
-                deps.uow_factory, reader, deps.inbox_cfg.env, now, only_configured=True
+                deps.uow_factory, reader, deps.inbox_cfg.env, now, automatic=True
             )
         else:
             report.inbox = process(deps.uow_factory, deps.inbox_cfg, now)
@@ -195,6 +228,7 @@ def run_pass(
             stop,
             mailer_for=deps.mailer_lease,
             concurrency=deps.send_concurrency,
+            before_batch=deps.before_batch(),
         )
     return report
 

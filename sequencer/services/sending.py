@@ -8,8 +8,9 @@ point leaves rows the sweeper can judge: never started → back to approved; sta
 attention. A sender that stops hands its unsent claimed drafts back at once.
 
 The message bytes were built when the draft was made (or edited); only ``Date:`` is added here.
-A successful send's outcome is written in the next transaction this sender opens (usually the
-next message's ``before_data``): one commit per message (see ``_Deferring``). With
+A successful send's outcome is committed right after the server's 250, in its own transaction:
+a crash can then leave a delivered message needs_attention only inside that one commit (or
+while the message is on the wire), not until the next message's transaction. With
 ``concurrency`` > 1 several mailboxes send at once, one thread and SMTP session each.
 """
 
@@ -17,13 +18,12 @@ from __future__ import annotations
 
 import contextlib
 import random
+import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from types import TracebackType
-from typing import Self
 from zoneinfo import ZoneInfo
 
 from sequencer.core.drafts import sendable_bytes
@@ -57,6 +57,7 @@ from sequencer.core.states import (
 from sequencer.errors import (
     AmbiguousDeliveryError,
     ConfigError,
+    LostClaim,
     PermanentDeliveryError,
     TransientDeliveryError,
 )
@@ -85,6 +86,7 @@ class SendReport:
     attention: int = 0
     cancelled: int = 0
     deferred: int = 0
+    lost: int = 0  # claims another process took back (a sweeper whose clock is ahead)
     waiting: dict[str, str] = field(default_factory=dict)  # mailbox → why it is not sending
     errors: list[str] = field(default_factory=list)
 
@@ -285,66 +287,6 @@ def _release(uow_factory: UowFactory, drafts: list[DraftRecord], now: datetime) 
         uow.commit()
 
 
-class _Deferring:
-    """A unit-of-work factory for one mailbox's sender that records a successful send's
-    outcome in the *next* transaction the sender opens (usually the next message's
-    ``before_data``), not in one of its own: one commit per message instead of two.
-
-    The order of effects is unchanged for every draft: SENDING is committed before its SMTP
-    transaction, ``data_started_at`` before its DATA, and its SENT after its final reply. A
-    crash between that reply and the next commit leaves it in SENDING with DATA started, which
-    the sweeper turns into needs_attention: never resent blindly, as for a crash during DATA.
-    """
-
-    def __init__(self, uow_factory: UowFactory) -> None:
-        self.uow_factory = uow_factory
-        self.pending: list[tuple[int, Apply, DraftRecord]] = []
-
-    def __call__(self) -> UnitOfWork:
-        return _DeferringUow(self)
-
-    def flush(self) -> None:
-        if self.pending:
-            with self() as uow:
-                uow.commit()
-
-
-class _DeferringUow:
-    def __init__(self, owner: _Deferring) -> None:
-        self.owner = owner
-        self.inner = owner.uow_factory()
-        self.applied = 0
-
-    def __enter__(self) -> Self:
-        self.inner.__enter__()
-        self.repo = self.inner.repo
-        try:
-            for draft_id, apply, known in self.owner.pending:
-                _apply_to(self.repo, draft_id, apply, known)
-        except BaseException as exc:
-            self.inner.__exit__(type(exc), exc, exc.__traceback__)
-            raise
-        self.applied = len(self.owner.pending)
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.inner.__exit__(exc_type, exc, tb)
-
-    def commit(self) -> None:
-        self.inner.commit()
-        del self.owner.pending[: self.applied]
-        self.applied = 0
-
-    def rollback(self) -> None:
-        self.inner.rollback()
-        self.applied = 0
-
-
 # What a finish step does to the draft; it returns False when the draft's revision had moved on
 # (the compare-and-set failed, nothing written), so the caller re-reads the draft and retries.
 Apply = Callable[[Store, DraftRecord], bool]
@@ -363,6 +305,24 @@ def _finish(
     with uow_factory() as uow:
         _apply_to(uow.repo, draft_id, apply, known)
         uow.commit()
+
+
+# Waits before retrying the record of a delivered message (a dropped database connection):
+# only this process knows the server said 250; if it gives up the draft ends needs_attention.
+SENT_RECORD_RETRIES = (0.2, 0.5, 1.0, 2.0)
+
+
+def _finish_delivered(
+    uow_factory: UowFactory, draft_id: int, now: datetime, apply: Apply, known: DraftRecord
+) -> None:
+    for wait in (*SENT_RECORD_RETRIES, None):
+        try:
+            _finish(uow_factory, draft_id, now, apply, known)
+            return
+        except Exception:
+            if wait is None:
+                raise
+            time.sleep(wait)
 
 
 def _apply_to(repo: Store, draft_id: int, apply: Apply, known: DraftRecord | None) -> None:
@@ -450,12 +410,14 @@ def _deliver(
                 updated = uow.repo.update_draft(
                     draft.id, current[0].revision, now, state=state, **changes
                 )
-                assert updated is not None, "a SENDING draft changed under its sender"
+                if updated is None:
+                    raise LostClaim(draft.id)
                 _event(uow.repo, current[0], "cancel" if changes else "release", now, reason=reason)
                 uow.commit()
                 raise _Withdrawn(state)
             updated = uow.repo.update_draft(draft.id, current[0].revision, now, data_started_at=now)
-            assert updated is not None, "a SENDING draft changed under its sender"
+            if updated is None:  # no DATA: whoever took the claim back owns the draft now
+                raise LostClaim(draft.id)
             current[0] = updated
             uow.commit()
 
@@ -463,6 +425,8 @@ def _deliver(
         account = smtp_account(spec, cfg.env)
         raw = sendable_bytes(draft, spec, view.enrollment, now)
         receipt = mailer.send(account, spec.rep.email, draft.to_email, raw, before_data)
+    except LostClaim:
+        report.lost += 1
     except _Withdrawn as exc:
         if exc.state is DraftState.CANCELLED:
             report.cancelled += 1
@@ -496,12 +460,13 @@ def _deliver(
     else:
 
         def sent(repo: Store, d: DraftRecord) -> bool:
+            if d.state is DraftState.SENT:  # a commit whose answer was lost had gone through
+                return True
             return record_sent(repo, view, spec, d, now, receipt.reply)
 
-        if isinstance(uow_factory, _Deferring):
-            uow_factory.pending.append((draft.id, sent, current[0]))
-        else:
-            _finish(uow_factory, draft.id, now, sent, current[0])
+        # At once, in its own transaction: the shortest window between the server's 250 and
+        # the recorded outcome, where a crash leaves a delivered message needs_attention.
+        _finish_delivered(uow_factory, draft.id, now, sent, current[0])
         report.sent += 1
 
 
@@ -641,6 +606,11 @@ def due_mailboxes(uow_factory: UowFactory, now: datetime) -> list[str]:
     return [key for key, specs in groups.items() if due.intersection(specs)]
 
 
+# Called after each claim, before its batch is sent, with (mailbox key, its campaigns, now):
+# reads the reps' mailboxes, so a reply waiting there is stored as unread and the last check
+# before DATA holds that send back (services/presend.py); returns problems to report.
+BeforeBatch = Callable[[str, dict[int, CampaignSpec], datetime], list[str]]
+
 # A mailer for one mailbox, held exclusively while the block runs; None when another thread
 # of this process is already sending from that mailbox (it will send what is due).
 MailerLease = Callable[[str], AbstractContextManager[Mailer | None]]
@@ -657,6 +627,7 @@ def send_due(
     *,
     mailer_for: MailerLease | None = None,
     concurrency: int = 1,
+    before_batch: BeforeBatch | None = None,
 ) -> SendReport:
     """Send every due, approved draft that the mailboxes' caps and gaps allow at ``now``.
 
@@ -673,7 +644,9 @@ def send_due(
     if concurrency <= 1 or len(boxes) <= 1 or mailer_for is None:
         report = SendReport()
         for key, specs in boxes:
-            _send_mailbox(uow_factory, mailer, cfg, key, specs, now, rng, stop, report)
+            _send_mailbox(
+                uow_factory, mailer, cfg, key, specs, now, rng, stop, report, before_batch
+            )
         return report
     lease = mailer_for
 
@@ -681,7 +654,9 @@ def send_due(
         part = SendReport()
         with lease(key) as leased:
             if leased is not None:
-                _send_mailbox(uow_factory, leased, cfg, key, specs, now, rng, stop, part)
+                _send_mailbox(
+                    uow_factory, leased, cfg, key, specs, now, rng, stop, part, before_batch
+                )
         return part
 
     with ThreadPoolExecutor(min(concurrency, len(boxes)), "refseq-send") as pool:
@@ -698,6 +673,7 @@ def _merged(parts: list[SendReport]) -> SendReport:
         report.attention += p.attention
         report.cancelled += p.cancelled
         report.deferred += p.deferred
+        report.lost += p.lost
         report.waiting.update(p.waiting)
         report.errors.extend(p.errors)
     return report
@@ -713,6 +689,7 @@ def _send_mailbox(
     rng: random.Random,
     stop: Callable[[], bool],
     report: SendReport,
+    before_batch: BeforeBatch | None = None,
 ) -> None:
     try:  # a missing password fails the whole mailbox: say so, claim nothing
         smtp_account(next(iter(specs.values())), cfg.env)
@@ -720,18 +697,11 @@ def _send_mailbox(
         report.waiting[key] = "not configured"
         report.errors.append(str(exc))
         return
-    deferring = _Deferring(uow_factory)
-    try:
-        _send_batches(deferring, mailer, cfg, key, specs, now, rng, stop, report)
-    except BaseException:
-        with contextlib.suppress(Exception):  # else the sweeper judges what is left
-            deferring.flush()
-        raise
-    deferring.flush()
+    _send_batches(uow_factory, mailer, cfg, key, specs, now, rng, stop, report, before_batch)
 
 
 def _send_batches(
-    deferring: _Deferring,
+    uow_factory: UowFactory,
     mailer: Mailer,
     cfg: SendConfig,
     key: str,
@@ -740,23 +710,26 @@ def _send_batches(
     rng: random.Random,
     stop: Callable[[], bool],
     report: SendReport,
+    before_batch: BeforeBatch | None = None,
 ) -> None:
     while not stop():
-        batch = _claim(deferring, key, specs, now, rng, report)
+        batch = _claim(uow_factory, key, specs, now, rng, report)
         if not batch:
             return
+        if before_batch is not None:  # mail it stores as unread holds a send back before DATA
+            report.errors.extend(p for p in before_batch(key, specs, now) if p not in report.errors)
         for i, (view, draft, spec) in enumerate(batch):
             if stop():  # finish the message in flight, hand the rest back now
-                _release(deferring, [d for _, d, _ in batch[i:]], now)
+                _release(uow_factory, [d for _, d, _ in batch[i:]], now)
                 return
             try:
-                _deliver(deferring, mailer, cfg, view, draft, spec, now, report)
+                _deliver(uow_factory, mailer, cfg, view, draft, spec, now, report)
             except BaseException:
                 # Hand back the rest and this one too: its compare-and-set on the claimed
                 # revision only succeeds if DATA never started (before_data bumps it). Else it
                 # sat in SENDING until the sweeper (e.g. a deadlock in before_data on PG).
                 with contextlib.suppress(Exception):  # else the sweeper releases them
-                    _release(deferring, [d for _, d, _ in batch[i:]], now)
+                    _release(uow_factory, [d for _, d, _ in batch[i:]], now)
                 raise
 
 
@@ -771,7 +744,7 @@ def sweep(uow_factory: UowFactory, cfg: SendConfig, now: datetime) -> SweepRepor
     never started, otherwise to needs_attention. Never resends blindly."""
     report = SweepReport()
     with uow_factory() as uow:
-        for d in uow.repo.stuck_sending(now - cfg.stale_after):
+        for d in uow.repo.stuck_sending(cfg.stale_after):  # by the database's clock
             if d.data_started_at is None:
                 if uow.repo.update_draft(
                     d.id,

@@ -121,7 +121,7 @@ def diff_against(url: str, metadata: MetaData) -> list[object]:
 
 
 def test_there_is_one_head() -> None:
-    assert migrate.script_head() == "0013"
+    assert migrate.script_head() == "0014"
 
 
 def test_it_upgrades_downgrades_and_upgrades_again(empty_db_url: str) -> None:

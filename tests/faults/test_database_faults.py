@@ -45,6 +45,9 @@ from tests.faults.procs import (
 from tests.reliability import Recorder, soak_rounds
 from tests.smtp_sink import Sink
 
+# The senders are gone: their claims are stale at once (staleness is on the DB clock).
+STALE_NOW = timedelta(0)
+
 pytestmark = pytest.mark.reliability
 
 T0 = datetime(2026, 11, 23, 14, 0, tzinfo=UTC)  # a Monday
@@ -184,7 +187,9 @@ def test_postgresql_connection_dropped_mid_transaction_is_never_half_applied(
         kills = dropper.kills
         dropper.budget = 0  # the connections hold from here on
         # What a dead transaction left in SENDING: the sweeper, then a last pass.
-        swept = sweep(uow_factory, SendConfig(env={}), T0 + timedelta(minutes=11))
+        swept = sweep(
+            uow_factory, SendConfig(env={}, stale_after=STALE_NOW), T0 + timedelta(minutes=11)
+        )
         run_pass(deps, T0 + timedelta(minutes=15), ["draft", "send"])
     finally:
         dropper.close()
@@ -272,7 +277,9 @@ def test_sqlite_shared_by_several_processes_takes_turns(
         assert count in (0, B), f"a half-applied launch: {count} enrollments"
         cli("launch", str(other), "--now", later)  # a failed one is simply run again
         cli("tick", "--now", T0.isoformat())  # and what is left goes out
-    swept = sweep(uow_factory, SendConfig(env={}), T0 + timedelta(minutes=11))
+    swept = sweep(
+        uow_factory, SendConfig(env={}, stale_after=STALE_NOW), T0 + timedelta(minutes=11)
+    )
     cli("tick", "--now", (T0 + timedelta(minutes=15)).isoformat())
     a = audit(uow_factory, smtp_sink.handler, campaigns={f"a{r}" for r in range(rounds)})
     reliability.record(

@@ -41,6 +41,9 @@ from tests.faults.mailworld import (
 )
 from tests.reliability import Recorder
 
+# The senders are gone: their claims are stale at once (staleness is on the DB clock).
+STALE_NOW = timedelta(0)
+
 PROSPECTS = 90
 TIMEOUT = 2.0  # the mailer's socket timeout
 SLOW = 0.1  # a slow reply well within it
@@ -181,7 +184,9 @@ def run_case(world: World, case: Case, tally: Tally) -> None:
     retry_at = now + timedelta(minutes=2)
     with SmtpMailer(timeout=TIMEOUT, retry_attempts=1, sleep=lambda s: None) as mailer:
         send_due(world.uow_factory, mailer, SendConfig(env={}), retry_at, random.Random(2))
-    sweep(world.uow_factory, SendConfig(env={}), retry_at + timedelta(hours=1))
+    sweep(
+        world.uow_factory, SendConfig(env={}, stale_after=STALE_NOW), retry_at + timedelta(hours=1)
+    )
     with world.uow_factory() as uow:
         after = uow.repo.get_draft(draft_id)
         assert after is not None

@@ -47,6 +47,9 @@ from tests.faults.procs import (
 from tests.reliability import Recorder, soak_rounds, soaking
 from tests.smtp_sink import Sink
 
+# The senders are gone: their claims are stale at once (staleness is on the DB clock).
+STALE_NOW = timedelta(0)
+
 pytestmark = pytest.mark.reliability
 
 T0 = datetime(2026, 11, 23, 14, 0, tzinfo=UTC)  # a Monday
@@ -114,8 +117,13 @@ def test_embedded_runner_killed_at_random_points(
         proc = procs.start(runner, env, f"runner-r{r}-last")
         assert proc.wait(180) == 0, procs.log_tail(proc)
         # The sweeper, once the dead senders' claims are stale; then a last pass.
-        report = sweep(uow_factory, SendConfig(env={}), T_END + timedelta(minutes=11))
+        report = sweep(
+            uow_factory, SendConfig(env={}, stale_after=STALE_NOW), T_END + timedelta(minutes=11)
+        )
         cli("tick", "--now", (T_END + timedelta(minutes=15)).isoformat())
+        # Claims are stale by the database's clock, not the replay's: what the sweep released
+        # went out just now, so their follow-ups are due an hour later.
+        cli("tick", "--now", (T_END + timedelta(hours=2)).isoformat())
         a = audit(uow_factory, smtp_sink.handler, steps=2)  # every round so far
         outcomes.append(f"seed {seed}: swept {report.released}+{report.attention}")
         assert a.duplicates == 0 and a.lost == 0 and a.wrong_sends == 0, (seed, a.problems)
@@ -199,7 +207,11 @@ def test_celery_worker_killed_at_random_points(
             worker = start_worker(procs, env, f"w{i + 1}")
         drain(pub, uow_factory, data_sink, n)
         # The sweeper, once the dead workers' claims are stale; then the workers finish.
-        report = sweep(uow_factory, SendConfig(env={}), datetime.now(UTC) + timedelta(minutes=11))
+        report = sweep(
+            uow_factory,
+            SendConfig(env={}, stale_after=STALE_NOW),
+            datetime.now(UTC) + timedelta(minutes=11),
+        )
         counts = drain(pub, uow_factory, data_sink, n)
         assert not counts.get("sending"), counts
     finally:

@@ -15,6 +15,9 @@ from sequencer.services.sending import CLAIM_BATCH, SendConfig, sweep
 from tests.cli_helpers import Cli, init_example
 from tests.smtp_sink import Sink
 
+# The senders are gone: their claims are stale at once (staleness is on the DB clock).
+STALE_NOW = timedelta(0)
+
 MON = datetime(2026, 11, 23, 14, 0, tzinfo=UTC)
 N = 30
 
@@ -55,7 +58,9 @@ def test_a_killed_sender_never_sends_twice_and_loses_nothing(
     assert 8 <= delivered_before < N + 4, "the kill should land mid-batch"
 
     # The sweeper judges what the dead sender left in SENDING; a later run sends the rest.
-    report = sweep(uow_factory, SendConfig(env={}), MON + timedelta(minutes=11))
+    report = sweep(
+        uow_factory, SendConfig(env={}, stale_after=STALE_NOW), MON + timedelta(minutes=11)
+    )
     # One sender: at most one claimed batch was in flight, and DATA had started for at most one.
     assert report.released + report.attention <= CLAIM_BATCH and report.attention <= 1
     cli("tick", "--now", (MON + timedelta(minutes=15)).isoformat())

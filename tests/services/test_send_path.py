@@ -31,6 +31,9 @@ from sequencer.services.sending import CLAIM_BATCH, SendConfig, due_mailboxes, s
 from tests.cli_helpers import Cli, init_example
 from tests.smtp_sink import Sink
 
+# The senders are gone: their claims are stale at once (staleness is on the DB clock).
+STALE_NOW = timedelta(0)
+
 MON = datetime(2026, 11, 23, 14, 0, tzinfo=UTC)  # Monday 09:00 in New York
 SECRET = "test-secret-key-0123456789"
 DRAFTS = DraftConfig(SECRET, "https://refseq.acme.example", Path("templates/email"))
@@ -228,7 +231,9 @@ def test_a_failure_mid_batch_keeps_what_was_sent_sent_and_never_resends_it(
     # left in SENDING for the sweeper.
     assert len(drafts(uow_factory, DraftState.SENT)) == 2
     assert drafts(uow_factory, DraftState.SENDING) == []
-    swept = sweep(uow_factory, SendConfig(env={}), MON + timedelta(minutes=11))
+    swept = sweep(
+        uow_factory, SendConfig(env={}, stale_after=STALE_NOW), MON + timedelta(minutes=11)
+    )
     assert (swept.released, swept.attention) == (0, 0)
 
     run_pass(deps(), MON + timedelta(minutes=12), ["send"])

@@ -9,7 +9,9 @@ from itertools import pairwise
 from pathlib import Path
 
 import pytest
+from sqlalchemy import update
 
+from sequencer.adapters.db.tables import Draft
 from sequencer.adapters.smtp import SmtpMailer
 from sequencer.core.drafts import DraftConfig
 from sequencer.core.states import DraftState, EnrollmentState
@@ -210,27 +212,28 @@ def test_a_connection_lost_after_the_data_needs_attention_and_is_never_resent(
 
 
 def test_the_sweeper_releases_or_parks_stuck_sends(cli, tmp_path, smtp_sink, uow_factory):
+    """Stale means stale on the database's clock: a sweeper whose clock is a day ahead (or
+    `tick --now <future>`) leaves fresh claims alone; claims the database has seen age past
+    ``stale_after`` are released (DATA never started) or parked (it may have been delivered)."""
     campaign(cli, tmp_path, smtp_sink)
     d = deps(uow_factory)
     run_pass(d, MON, stages=["draft"])
     with uow_factory() as uow:
         a, b = uow.repo.list_drafts([DraftState.APPROVED])[:2]
-        uow.repo.update_draft(
-            a.draft.id, a.draft.revision, MON, state=DraftState.SENDING, claimed_at=MON
-        )
-        uow.repo.update_draft(
-            b.draft.id,
-            b.draft.revision,
-            MON,
-            state=DraftState.SENDING,
-            claimed_at=MON,
-            data_started_at=MON,
+        uow.repo.claim_drafts([(a.draft.id, a.draft.revision)], "box", MON)
+        (cb,) = uow.repo.claim_drafts([(b.draft.id, b.draft.revision)], "box", MON)
+        uow.repo.update_draft(cb.id, cb.revision, MON, data_started_at=MON)
+        uow.commit()
+    ahead = sweep(uow_factory, d.send_cfg, MON + timedelta(days=1))  # the caller's clock is ahead
+    assert (ahead.released, ahead.attention) == (0, 0)  # the claims are seconds old for the DB
+    with uow_factory() as uow:  # the database's clock moves on 11 minutes
+        uow.session.execute(
+            update(Draft)
+            .where(Draft.id.in_([a.draft.id, b.draft.id]))
+            .values(claim_db_at=datetime.now(UTC) - timedelta(minutes=11))
         )
         uow.commit()
-    assert (
-        sweep(uow_factory, d.send_cfg, MON + timedelta(minutes=5)).released
-    ) == 0  # not stale yet
-    report = sweep(uow_factory, d.send_cfg, MON + timedelta(minutes=11))
+    report = sweep(uow_factory, d.send_cfg, MON)  # even with the caller's clock behind
     assert (report.released, report.attention) == (1, 1)
     with uow_factory() as uow:
         assert uow.repo.get_draft(a.draft.id).draft.state is DraftState.APPROVED

@@ -69,7 +69,10 @@ def check(
     folder: str | None = typer.Option(
         None,
         "--folder",
-        help="The sent-mail folder (default: the campaign's imap.sent_folder, or Sent).",
+        help=(
+            "The sent-mail folder (default: the campaign's imap.sent_folder, else the folder "
+            "the server marks \\Sent: RFC 6154 SPECIAL-USE)."
+        ),
     ),
     now: str | None = NOW,
     as_json: bool = JSON,

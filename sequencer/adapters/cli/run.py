@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import re
 import signal
-import time
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from types import FrameType
 from typing import Any
 
 import typer
 
-from sequencer.adapters.cli import output
+from sequencer.adapters.cli import output, runloop
 from sequencer.adapters.cli.common import NOW_HELP, handle_errors, parse_now, settings
 from sequencer.services.runner import STAGES, PassReport, replay, run_pass
 from sequencer.services.status import status as status_service
@@ -56,6 +55,7 @@ def _report_json(r: PassReport) -> dict[str, Any]:
             "needs_attention": s.attention,
             "cancelled": s.cancelled,
             "deferred": s.deferred,
+            "lost_claims": s.lost,
             "waiting": s.waiting,
             "errors": s.errors,
         }
@@ -114,6 +114,11 @@ def run(
     until: str | None = typer.Option(None, "--until", help="Replay until this moment (ISO 8601)."),
     step: str = typer.Option("5m", "--step", help="Replay step, e.g. 5m, 1h."),
     interval: float = typer.Option(60.0, "--interval", help="Seconds between live passes."),
+    max_backoff: float = typer.Option(
+        runloop.MAX_BACKOFF,
+        "--max-backoff",
+        help="Longest wait (s) before retrying a pass the database failed (1 s, 2 s, 4 s …).",
+    ),
     as_json: bool = JSON,
     dev: bool = DEV,
 ) -> None:
@@ -122,8 +127,11 @@ def run(
     With --from/--until it replays that stretch of time pass by pass instead (what-if runs,
     backfills, tests, the demo) against the real database and SMTP server.
     """
-    deps = _deps(dev)
     stop = _Stop()
+    live = not (from_ or until)
+    deps = runloop.retrying(lambda: _deps(dev), stop, max_backoff) if live else _deps(dev)
+    if deps is None:  # stopped while the database was still unreachable
+        return
     passes: list[dict[str, Any]] = []
 
     def show(r: PassReport) -> None:
@@ -133,17 +141,13 @@ def run(
             output.out.print(f"{r.now:%Y-%m-%d %H:%M} UTC: {r.summary()}", markup=False)
 
     try:
-        if from_ or until:
+        if not live:
             if not (from_ and until):
                 raise typer.BadParameter("give both --from and --until")
             replay(deps, parse_now(from_), parse_now(until), parse_step(step), show, stop)
         else:
             output.problem(f"refseq run: a pass every {interval:g}s; Ctrl-C or SIGTERM to stop")
-            while not stop():
-                show(run_pass(deps, datetime.now(UTC), stop=stop))
-                deadline = time.monotonic() + interval
-                while not stop() and time.monotonic() < deadline:
-                    time.sleep(0.2)
+            runloop.live(deps, interval, stop, show, max_backoff=max_backoff)
     finally:
         deps.close()
     if as_json:

@@ -10,6 +10,7 @@ from sqlalchemy import Table, bindparam, exists, func, or_, select, tuple_, upda
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from sequencer.adapters.db.clock import db_ago, db_now
 from sequencer.adapters.db.tables import Draft, Mailbox
 from sequencer.core.ports import DraftEvent, DraftRecord, DraftView, MailboxState, SendRecheck
 from sequencer.core.states import OPEN_DRAFT_STATES, CampaignStatus, DraftState
@@ -124,6 +125,7 @@ class OutboxQueries:
             .values(
                 state=DraftState.SENDING,
                 claimed_at=now,
+                claim_db_at=db_now(self.session),  # what the sweeper judges staleness by
                 mailbox_key=key,
                 attempts=DRAFTS.c.attempts + 1,
                 data_started_at=None,
@@ -186,11 +188,14 @@ class OutboxQueries:
         ).all()
         return {a: at for a, latest in rows if (at := _aware(latest)) is not None}
 
-    def stuck_sending(self, claimed_before: datetime) -> list[DraftRecord]:
+    def stuck_sending(self, stale_after: timedelta) -> list[DraftRecord]:
+        """SENDING drafts claimed more than ``stale_after`` ago by the database's clock (never
+        the caller's: see ``clock.py``); a claim from before revision 0014 by its claimed_at."""
         from sequencer.adapters.db.repository import _DRAFT_COLUMNS, _draft_record
 
+        claimed = func.coalesce(DRAFTS.c.claim_db_at, DRAFTS.c.claimed_at)
         stmt = select(*_DRAFT_COLUMNS).where(
-            DRAFTS.c.state == DraftState.SENDING, DRAFTS.c.claimed_at < claimed_before
+            DRAFTS.c.state == DraftState.SENDING, claimed < db_ago(self.session, stale_after)
         )
         return [_draft_record(row) for row in self.session.execute(stmt).all()]
 

@@ -140,6 +140,8 @@ class Draft(Base):
     next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     mailbox_key: Mapped[str | None] = mapped_column(String(400))
     claimed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Revision 0014: the claim's moment on the database's clock (the sweeper's staleness).
+    claim_db_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     data_started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     smtp_reply: Mapped[str | None] = mapped_column(Text)
