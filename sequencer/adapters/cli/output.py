@@ -16,8 +16,16 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 # Piped output is not squeezed into 80 columns: tables stay one row per line for grep and less.
-out = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 200)
-err = Console(stderr=True, soft_wrap=True)
+# Everything printed holds user data (names, subjects, bodies, CSV cells), so rich interprets
+# none of it: no console markup ("[bold]"), no emoji codes (":x:"), no highlighting.
+out = Console(
+    soft_wrap=True,
+    width=None if sys.stdout.isatty() else 200,
+    markup=False,
+    emoji=False,
+    highlight=False,
+)
+err = Console(stderr=True, soft_wrap=True, markup=False, emoji=False, highlight=False)
 
 
 def table(title: str | None, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
