@@ -10,20 +10,17 @@ that one process (``os.wait4``).
 from __future__ import annotations
 
 import os
-import resource
 import shutil
 import subprocess
-import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-LIMIT = 1 << 30  # the subprocess's address space: 1 GiB
+from tests.faults.limited import REFSEQ, run_limited
+
 PEAK_MB = 250  # what validate may reach on any of these (it needs about 60 MB)
 SECONDS = 20.0  # generous: the deadline per render is 2 s, the machine is shared
-REFSEQ = Path(sys.executable).with_name("refseq")
 TOO_LONG = "output is longer than 100000 characters"
 
 
@@ -68,28 +65,6 @@ ATTACKS = [
            "{% set ns.n = ns.n * ns.n %}{% endfor %}{{ ns.n > 0 }}\n",
            message="sandbox violation: the result of * would be too large"),
 ]  # fmt: skip
-
-
-def _limit() -> None:
-    resource.setrlimit(resource.RLIMIT_AS, (LIMIT, LIMIT))
-
-
-def run_limited(args: list[str], env: dict[str, str]) -> tuple[int, str, float, float]:
-    """(exit code, stderr, peak RSS in MB, seconds) of one refseq run under RLIMIT_AS."""
-    started = time.monotonic()
-    with subprocess.Popen(
-        [str(REFSEQ), *args],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-        preexec_fn=_limit,
-    ) as proc:
-        assert proc.stderr is not None
-        stderr = proc.stderr.read()
-        _, status, usage = os.wait4(proc.pid, 0)
-        proc.returncode = os.waitstatus_to_exitcode(status)
-    return proc.returncode, stderr, usage.ru_maxrss / 1024, time.monotonic() - started
 
 
 @pytest.fixture(scope="module")
