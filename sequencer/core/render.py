@@ -49,6 +49,7 @@ from jinja2.loaders import split_template_path
 from jinja2.runtime import Context, Undefined
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
+from sequencer.core import blanks
 from sequencer.core import render_limits as rl
 from sequencer.errors import RenderError
 
@@ -212,7 +213,7 @@ def _wrap(value: Any, label: str) -> Any:
             for k, v in value.items()
             if k != HINT_KEY
         }
-        return _Record(label, str(hint), items)
+        return _Record(label, str(hint), blanks.mark(label, items))
     if isinstance(value, list):
         return [v if type(v) in _PLAIN else _wrap(v, f"{label}[{i}]") for i, v in enumerate(value)]
     if type(value) is tuple:
@@ -335,6 +336,8 @@ class _KeepInlineBreaks(Extension):
 
 
 def _finalize(value: Any) -> Any:
+    if value.__class__ is blanks.Blank:
+        blanks.printed(value)
     return "" if value is None else value
 
 

@@ -38,6 +38,8 @@ from jinja2.filters import FILTERS
 from jinja2.runtime import Context
 from jinja2.utils import pass_context
 
+from sequencer.core import blanks
+
 DEFAULT_MAX_CHARS = 100_000
 MAX_INT_BITS = 10_000
 
@@ -357,6 +359,7 @@ def guarded_filter(name: str, original: Callable[..., Any] | None = None) -> Cal
     offset = 1 if getattr(function, "jinja_pass_arg", None) is not None else 0
     estimate, width_name = _ESTIMATES.get(name, (None, None))
     signature = inspect.signature(function) if (estimate or width_name or name == "join") else None
+    fallback = name in blanks.FALLBACKS
 
     @functools.wraps(function)
     def guarded(*args: Any, **kwargs: Any) -> Any:
@@ -376,6 +379,8 @@ def guarded_filter(name: str, original: Callable[..., Any] | None = None) -> Cal
                 estimate(*values)
         result = function(*args, **kwargs)
         check_size(result)
+        if result == "" and blanks.active():  # a blank CSV cell stays one (see blanks.py)
+            return result.__str__() if fallback else blanks.carry(args, result)
         return result
 
     return guarded
