@@ -35,6 +35,7 @@ from sequencer.core.plan import PlannedEnrollment, build_plan, to_new_enrollment
 from sequencer.core.ports import NewEnrollment
 from sequencer.core.render import RenderedEmail, Renderer, available_templates, template_dirs
 from sequencer.errors import Problem, RenderError
+from sequencer.memlimit import headroom, limit_address_space
 from sequencer.services.blankcells import BlankCell, BlankCells, blank_cells, data_rows
 
 # A template broken for everyone would otherwise print one line per prospect.
@@ -44,6 +45,8 @@ EXAMPLES_PER_PROBLEM = 3
 PARALLEL_FROM = 5_000
 #: At most this many worker processes.
 MAX_WORKERS = 2
+#: Address space a render-check process may grow by (or less: REFSEQ_MEMORY_HEADROOM).
+RENDER_HEADROOM = 1 << 30
 #: Prospects per chunk: the unit of work of a worker process and of ``progress`` calls.
 CHUNK = 500
 _EPOCH = datetime(2026, 1, 5, 12, tzinfo=UTC)  # any instant: timing plays no part in rendering
@@ -227,6 +230,8 @@ _WORKER: tuple[CampaignSpec, DraftConfig, Renderer] | None = None
 
 def _start_worker(spec: CampaignSpec, cfg: DraftConfig) -> None:
     global _WORKER
+    extra = headroom()
+    limit_address_space(min(extra, RENDER_HEADROOM))  # this process only renders
     _WORKER = (spec, cfg, renderer_for(spec, cfg, reload=False))  # one per process and check
 
 
