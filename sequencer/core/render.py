@@ -51,6 +51,7 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from sequencer.core import blanks
 from sequencer.core import render_limits as rl
+from sequencer.core.render_filters import guarded_filters
 from sequencer.errors import RenderError
 
 __all__ = [
@@ -460,7 +461,7 @@ def _environment(dirs: tuple[Path, ...]) -> _SandboxEnv:
             _TICK_FILTER: rl.deadline_iter,
         }
     )
-    env.filters.update(rl.guarded_filters(env.filters))  # every filter's result is measured
+    env.filters.update(guarded_filters(env.filters))  # every filter's result is measured
     return env
 
 

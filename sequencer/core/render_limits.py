@@ -23,8 +23,6 @@ Every refusal is an exception raised inside the template, so the error names its
 from __future__ import annotations
 
 import contextvars
-import functools
-import inspect
 import itertools
 import re
 import string
@@ -34,11 +32,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from jinja2.exceptions import SecurityError
-from jinja2.filters import FILTERS
 from jinja2.runtime import Context
 from jinja2.utils import pass_context
-
-from sequencer.core import blanks
 
 DEFAULT_MAX_CHARS = 100_000
 MAX_INT_BITS = 10_000
@@ -228,7 +223,7 @@ def check_replace(value: object, old: object, new: object) -> None:
         check_size_of(len(value) + count * (len(new) - len(old)))
 
 
-def _materialize(items: Any) -> list[Any]:
+def materialize(items: Any) -> list[Any]:
     """An iterable as a list, refused when it has more items than the cap."""
     if isinstance(items, list):
         return items
@@ -239,7 +234,7 @@ def _materialize(items: Any) -> list[Any]:
     return out
 
 
-def _check_join(items: list[Any], separator: object) -> None:
+def check_join(items: list[Any], separator: object) -> None:
     cap = max_chars()
     sep = len(separator) if isinstance(separator, str) else 1
     check_size_of(deep_size(items, cap) + sep * max(len(items) - 1, 0))
@@ -269,8 +264,8 @@ def checked_call_args(
     elif name == "replace" and len(args) >= 2:
         check_replace(text, args[0], args[1])
     elif name == "join" and args:
-        items = _materialize(args[0])
-        _check_join(items, text)
+        items = materialize(args[0])
+        check_join(items, text)
         return (items, *args[1:])
     elif name == "translate" and args and isinstance(args[0], Mapping):
         longest = max((deep_size(v, max_chars()) for v in args[0].values()), default=1)
@@ -292,112 +287,6 @@ def check_binop(operator: str, left: Any, right: Any) -> None:
             check_power(abs(left).bit_length() * right)
     elif operator == "%" and isinstance(left, str):
         check_percent_format(left)
-
-
-# --------------------------------------------------------------------------- filters
-
-
-def _est_indent(s: Any, width: Any = 4, *_: Any, **__: Any) -> None:
-    check_width(width)
-    size = len(width) if isinstance(width, str) else width if isinstance(width, int) else 0
-    if isinstance(s, str):
-        check_size_of(len(s) + size * (s.count("\n") + 1))
-
-
-def _est_wordwrap(
-    s: Any, width: Any = 79, blw: Any = True, wrapstring: Any = None, *_: Any
-) -> None:
-    if isinstance(s, str) and isinstance(wrapstring, str):
-        check_size_of(len(s) + (len(s) + 1) * len(wrapstring))
-
-
-def _est_urlize(
-    value: Any,
-    trim: Any = None,
-    nofollow: Any = False,
-    target: Any = None,
-    rel: Any = None,
-    *_: Any,
-) -> None:
-    if isinstance(value, str):
-        extra = sum(len(a) for a in (target, rel) if isinstance(a, str)) + 64
-        check_size_of(3 * len(value) + (len(value.split()) + 1) * extra)
-
-
-def _est_format(value: Any, *args: Any, **kwargs: Any) -> None:
-    if isinstance(value, str):
-        check_percent_format(value)
-
-
-def _est_replace(s: Any, old: Any = None, new: Any = None, *_: Any) -> None:
-    check_replace(s, old, new)
-
-
-def _est_sum(iterable: Any, attribute: Any = None, start: Any = 0) -> None:
-    if not isinstance(start, (int, float)):
-        raise SecurityError("sum adds numbers only (use join for text)")
-
-
-#: Filter -> (a check of its arguments before it runs, which argument is a width or count).
-_ESTIMATES: dict[str, tuple[Callable[..., None] | None, str | None]] = {
-    "indent": (_est_indent, None),
-    "center": (None, "width"),
-    "batch": (None, "linecount"),
-    "wordwrap": (_est_wordwrap, None),
-    "urlize": (_est_urlize, None),
-    "format": (_est_format, None),
-    "replace": (_est_replace, None),
-    "sum": (_est_sum, None),
-    "truncate": (None, None),
-}
-
-
-def guarded_filter(name: str, original: Callable[..., Any] | None = None) -> Callable[..., Any]:
-    """Filter ``name`` (Jinja's, or ``original``) with its arguments checked before it runs
-    and its result measured after."""
-    function: Callable[..., Any] = original if original is not None else FILTERS[name]
-    offset = 1 if getattr(function, "jinja_pass_arg", None) is not None else 0
-    estimate, width_name = _ESTIMATES.get(name, (None, None))
-    signature = inspect.signature(function) if (estimate or width_name or name == "join") else None
-    fallback = name in blanks.FALLBACKS
-
-    @functools.wraps(function)
-    def guarded(*args: Any, **kwargs: Any) -> Any:
-        if signature is not None:
-            bound = signature.bind(*args, **kwargs)
-            bound.apply_defaults()
-            values = list(bound.arguments.values())[offset:]
-            if width_name is not None and width_name in bound.arguments:
-                check_width(bound.arguments[width_name])
-            if name == "join":
-                items = _materialize(values[0])
-                _check_join(items, bound.arguments.get("d", ""))
-                first = list(bound.arguments)[offset]
-                bound.arguments[first] = items
-                args, kwargs = bound.args, bound.kwargs
-            if estimate is not None:
-                estimate(*values)
-        result = function(*args, **kwargs)
-        check_size(result)
-        if result == "" and blanks.active():  # a blank CSV cell stays one (see blanks.py)
-            return result.__str__() if fallback else blanks.carry(args, result)
-        return result
-
-    return guarded
-
-
-def guarded_filters(filters: Mapping[str, Callable[..., Any]]) -> dict[str, Callable[..., Any]]:
-    """Every filter of an environment, guarded (those already guarded are left as they are)."""
-    return {
-        name: function if getattr(function, "_refseq_guarded", False) else _mark(name, function)
-        for name, function in filters.items()
-    }
-
-
-def _mark(name: str, function: Callable[..., Any]) -> Callable[..., Any]:
-    guarded = guarded_filter(name, function)
-    guarded._refseq_guarded = True  # type: ignore[attr-defined]
-    return guarded
 
 
 # --------------------------------------------------------------------------- loops
