@@ -158,10 +158,19 @@ class _FolderLoader(BaseLoader):
             raise TemplateNotFound(template)
         path = folder.joinpath(*pieces[1:])
         try:
-            mtime = path.stat().st_mtime_ns
-            raw = path.read_bytes()
+            stat = path.stat()
+            if stat.st_size > rl.MAX_TEMPLATE_BYTES:
+                raise TemplateError(
+                    f"the file is {stat.st_size:,} bytes; a template file may have at most "
+                    f"{rl.MAX_TEMPLATE_BYTES:,}"
+                )
+            mtime = stat.st_mtime_ns
+            with path.open("rb") as fh:
+                raw = fh.read(rl.MAX_TEMPLATE_BYTES + 1)  # it may have grown since
         except OSError:
             raise TemplateNotFound(template) from None
+        if len(raw) > rl.MAX_TEMPLATE_BYTES:
+            raise TemplateError(f"the file has more than {rl.MAX_TEMPLATE_BYTES:,} bytes")
         source = raw.decode("utf-8-sig")  # a UnicodeDecodeError is reported by render_step
 
         def uptodate() -> bool:

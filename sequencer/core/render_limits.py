@@ -36,6 +36,8 @@ from jinja2.runtime import Context
 from jinja2.utils import pass_context
 
 DEFAULT_MAX_CHARS = 100_000
+#: A template file larger than this is refused before it is read or compiled.
+MAX_TEMPLATE_BYTES = 1 << 20
 MAX_INT_BITS = 10_000
 
 

@@ -61,6 +61,8 @@ ATTACKS = [
            "{% macro m(s, n) %}{% if n < 60 %}{{ m(s ~ s, n + 1) }}{% else %}{{ s|length }}"
            "{% endif %}{% endmacro %}{{ m('xx', 0) }}\n"),
     Attack("translate", "{{ ('a' * 99999).translate({97: 'b' * 99999})|length }}\n"),
+    Attack("a 5 MB template file", "Hi\n" + "{{ prospect.first_name }} " * 200_000, line=0,
+           message="the file is 5,200,003 bytes; a template file may have at most 1,048,576"),
     Attack("int squaring", "{% set ns = namespace(n=2 ** 4000) %}{% for i in range(40) %}"
            "{% set ns.n = ns.n * ns.n %}{% endfor %}{{ ns.n > 0 }}\n",
            message="sandbox violation: the result of * would be too large"),
@@ -92,7 +94,8 @@ def test_a_template_that_would_exhaust_memory_is_a_located_error(
 
     lines = stderr.splitlines()
     assert code == 1, stderr[-2000:]
-    assert lines[0].startswith(f"{folder}/body.txt:{attack.line}: {attack.message}"), lines[:3]
+    where = f"{folder}/body.txt:{attack.line}" if attack.line else f"{folder}/body.txt"
+    assert lines[0].startswith(f"{where}: {attack.message}"), lines[:3]
     assert "MemoryError" not in stderr
     assert peak_mb < PEAK_MB, f"validate peaked at {peak_mb:.0f} MB"
     assert seconds < SECONDS, f"validate took {seconds:.1f}s"
