@@ -99,3 +99,35 @@ def test_a_template_that_would_exhaust_memory_is_a_located_error(
     assert "MemoryError" not in stderr
     assert peak_mb < PEAK_MB, f"validate peaked at {peak_mb:.0f} MB"
     assert seconds < SECONDS, f"validate took {seconds:.1f}s"
+
+
+def test_the_drafting_worker_refuses_a_template_edited_after_launch(
+    example: Path, tmp_path: Path
+) -> None:
+    """Templates can change after launch: the drafting pass (`refseq tick --only draft`, the
+    workers' job) meets the attack, reports it for each prospect and stays small."""
+    camp = tmp_path / "camp"
+    shutil.copytree(example, camp)
+    folder = camp / "tpl" / "cold_intro"
+    folder.mkdir(parents=True)
+    shipped = Path(__file__).resolve().parents[2] / "templates" / "email" / "cold_intro"
+    shutil.copytree(shipped, folder, dirs_exist_ok=True)
+    yaml = camp / "campaign.yaml"
+    yaml.write_text(yaml.read_text(encoding="utf-8") + "templates: tpl\n", encoding="utf-8")
+    env = {**os.environ, "REFSEQ_DATABASE_URL": f"sqlite:///{tmp_path}/refseq.db"}
+    now = "2026-11-24T10:00:00+00:00"  # a Tuesday: London and Paris mornings (cold prospects)
+    subprocess.run([str(REFSEQ), "launch", str(yaml), "--now", now], env=env, check=True,
+                   capture_output=True)  # fmt: skip
+    (folder / "body.txt").write_text(ATTACKS[0].body, encoding="utf-8")  # indent(99999)
+
+    code, stderr, peak_mb, seconds = run_limited(["tick", "--only", "draft", "--now", now], env)
+
+    lines = stderr.splitlines()
+    assert code == 1, stderr[-2000:]
+    assert sorted(lines) == [
+        f"{email}: step 1: cold_intro/body.txt:2: output is longer than 100000 characters"
+        for email in ("marc.dubois@paysage.example", "priya.nair@fintrust.example")
+    ], lines
+    assert "MemoryError" not in stderr
+    assert peak_mb < PEAK_MB, f"drafting peaked at {peak_mb:.0f} MB"
+    assert seconds < SECONDS, f"drafting took {seconds:.1f}s"
