@@ -78,7 +78,7 @@ def progress_bar(label: str, total: int | None, enabled: bool = True) -> Iterato
         yield lambda done: None
         return
     with Progress(
-        TextColumn("{task.description}"),
+        TextColumn("{task.description}", markup=False),
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
