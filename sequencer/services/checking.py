@@ -92,7 +92,8 @@ def check_campaign(
     check.spec_errors += [p for p in result.problems if p.source in unreadable]
     check.row_problems = [p for p in result.problems if p.source not in unreadable]
     check.row_exclusions = _exclusions(result)
-    check.data_digests = [_digest(p) for p in (d.prospects, d.referrers, d.referrals)]
+    if not unreadable:  # (a file refused for its size is not read, not even to hash it)
+        check.data_digests = [_digest(p) for p in (d.prospects, d.referrers, d.referrals)]
     if cfg is not None:
         check.render_errors = render_check(spec, result.audience, cfg)
     return check
