@@ -346,8 +346,12 @@ class _KeepInlineBreaks(Extension):
 
 
 def _finalize(value: Any) -> Any:
-    if value.__class__ is blanks.Blank:
-        blanks.printed(value)
+    cls = value.__class__
+    if cls is not str:
+        if cls is blanks.Blank:
+            blanks.printed(value)
+        else:
+            rl.check_size(value)  # a nested list is measured before str() makes it text
     return "" if value is None else value
 
 
@@ -366,6 +370,8 @@ class _SandboxEnv(ImmutableSandboxedEnvironment):
     code_generator_class = _CodeGenerator
     new_buffer = staticmethod(rl.CappedBuffer)
     concat = staticmethod(rl.capped_concat)  # blocks, macros, caller(): see _generate
+    str_join = staticmethod(rl.checked_str_join)
+    markup_join = staticmethod(rl.checked_markup_join)
 
     def getattr(self, obj: Any, attribute: str) -> Any:
         if isinstance(obj, _Record) and attribute in obj:
@@ -440,7 +446,11 @@ class _SandboxEnv(ImmutableSandboxedEnvironment):
         code = super()._generate(source, name, filename, defer_init=defer_init)
         # The text of a macro, a {% set %} or {% filter %} block and caller() is joined with the
         # module's ``concat``: make it the capped one (it runs before the join allocates).
-        return f"{code}\nconcat = environment.concat\n"
+        # The same for ``a ~ b``: its parts are measured before they are made text.
+        return (
+            f"{code}\nconcat = environment.concat\nstr_join = environment.str_join\n"
+            "markup_join = environment.markup_join\n"
+        )
 
 
 @functools.lru_cache(maxsize=32)

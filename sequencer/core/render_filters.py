@@ -104,6 +104,8 @@ def guarded_filter(name: str, original: Callable[..., Any] | None = None) -> Cal
 
     @functools.wraps(function)
     def guarded(*args: Any, **kwargs: Any) -> Any:
+        if len(args) > offset and type(args[offset]) is not str:
+            rl.check_size(args[offset])  # e.g. nested list literals, before |tojson expands them
         if check is not None:
             check(*args[offset:], **kwargs)
         elif join:

@@ -31,6 +31,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from jinja2 import runtime
 from jinja2.exceptions import SecurityError
 from jinja2.runtime import Context
 from jinja2.utils import pass_context
@@ -152,6 +153,29 @@ def capped_concat(parts: Iterable[str]) -> str:
         if size > cap:
             raise TooLong
     return "".join(pieces)
+
+
+def _measured(seq: Iterable[Any]) -> list[Any]:
+    """The items of a ``~`` concatenation, each refused when its deep size is over the cap
+    (before ``str()`` turns a nested list into text), and their total checked too."""
+    items = list(seq)
+    cap = max_chars()
+    total = 0
+    for item in items:
+        total += len(item) if type(item) is str else deep_size(item, cap)
+        if total > cap:
+            raise TooLong
+    return items
+
+
+def checked_str_join(seq: Iterable[Any]) -> str:
+    """Jinja's ``str_join`` (``a ~ b``), measured first."""
+    return runtime.str_join(_measured(seq))
+
+
+def checked_markup_join(seq: Iterable[Any]) -> str:
+    """Jinja's ``markup_join`` (``a ~ b`` with autoescape), measured first."""
+    return runtime.markup_join(_measured(seq))
 
 
 class CappedBuffer(list[str]):

@@ -24,6 +24,13 @@ SECONDS = 20.0  # generous: the deadline per render is 2 s, the machine is share
 TOO_LONG = "output is longer than 100000 characters"
 
 
+# 10**4 references to one 99,999-character text, built by list literals (no filter, no call)
+NESTED = (
+    "{% set y = 'x' * 99999 %}{% set l = [y,y,y,y,y,y,y,y,y,y] %}{% set m = [l,l,l,l,l,l,l,l,l,l] %}"
+    "{% set n = [m,m,m,m,m,m,m,m,m,m] %}{% set o = [n,n,n,n,n,n,n,n,n,n] %}"
+)
+
+
 @dataclass(frozen=True)
 class Attack:
     id: str
@@ -61,6 +68,9 @@ ATTACKS = [
            "{% macro m(s, n) %}{% if n < 60 %}{{ m(s ~ s, n + 1) }}{% else %}{{ s|length }}"
            "{% endif %}{% endmacro %}{{ m('xx', 0) }}\n"),
     Attack("translate", "{{ ('a' * 99999).translate({97: 'b' * 99999})|length }}\n"),
+    Attack("tojson of nested list literals", f"{NESTED}{{{{ o|tojson|length }}}}\n"),
+    Attack("printing nested list literals", f"{NESTED}{{{{ o }}}}\n"),
+    Attack("~ of nested list literals", f"{NESTED}{{{{ ('a' ~ o)|length }}}}\n"),
     Attack("a 5 MB template file", "Hi\n" + "{{ prospect.first_name }} " * 200_000, line=0,
            message="the file is 5,200,003 bytes; a template file may have at most 1,048,576"),
     Attack("int squaring", "{% set ns = namespace(n=2 ** 4000) %}{% for i in range(40) %}"
