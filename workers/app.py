@@ -10,8 +10,10 @@ import os
 from typing import Any
 
 from celery import Celery
+from celery.signals import celeryd_init
 
 from sequencer.config import Settings, env_int
+from sequencer.memlimit import limit_address_space
 from workers import broker
 
 broker.install()  # before any connection resolves the redis:// transport
@@ -52,3 +54,11 @@ def make_app(settings: Settings | None = None, **overrides: Any) -> Celery:
 
 
 app = make_app()
+
+
+def _limit_memory(**_: Any) -> None:
+    """Templates render in this process and its pool's children (they inherit it)."""
+    limit_address_space()
+
+
+celeryd_init.connect(_limit_memory, weak=False)  # `celery worker` only

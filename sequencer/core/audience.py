@@ -22,6 +22,8 @@ from email_validator.rfc_constants import (
     EMAIL_MAX_LENGTH,
 )
 
+from sequencer.core.csvlimits import CappedProblems, listed
+from sequencer.core.csvlimits import active as active_limits
 from sequencer.core.csvrows import (
     Closest,
     Row,
@@ -267,7 +269,9 @@ def _load(
 ) -> tuple[Sheet, list[T], list[Excluded]]:
     lines, problem = read_lines(path, label)
     if problem is not None:
-        return Sheet(label, False, [], [problem], iter(())), [], []
+        problems = CappedProblems(label, 1)
+        problems.force(problem)
+        return Sheet(label, False, [], problems, iter(())), [], []
     return parse(lines, label, progress)
 
 
@@ -279,7 +283,7 @@ def _cross_check(
 ) -> tuple[list[Referral], list[Problem], list[Excluded]]:
     """Keep referrals whose referrer and prospect were loaded and are different people."""
     (p_sheet, p_kept, p_excl), (r_sheet, r_kept, r_excl) = prospects, referrers
-    problems: list[Problem] = []
+    problems = CappedProblems(source, active_limits().max_problems)
     excluded: list[Excluded] = []
     unreadable = [s.source for s in (p_sheet, r_sheet) if not s.ok]
     if unreadable:
@@ -365,14 +369,14 @@ def load_audience(
     f_sheet, pairs, f_excl = _load(referrals, f_label, _referrals, step)
     done += f_sheet.count
     kept, cross, f_cross = _cross_check(pairs, f_label, p, r)
-    f_problems = sorted(f_sheet.problems + cross, key=lambda x: x.row or 0)
+    f_problems = listed(f_label, f_sheet.problems, cross)  # by row, capped
     f_excluded = sorted(f_excl + f_cross, key=lambda x: x[1])
     if progress is not None:
         progress(done)
     audience = Audience(tuple(p[1]), {x.id: x for x in r[1]}, tuple(kept))
     return AudienceResult(
         audience,
-        [*p[0].problems, *r[0].problems, *f_problems],
+        [*listed(p_label, p[0].problems), *listed(r_label, r[0].problems), *f_problems],
         [*p[2], *r[2], *f_excluded],
         tuple(sheet.source for sheet in (p[0], r[0], f_sheet) if not sheet.ok),
     )

@@ -7,14 +7,22 @@ the caller drops any row that has one, so bad rows never sink good ones.
 from __future__ import annotations
 
 import csv
-import io
 import re
-from codecs import BOM_UTF8
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from difflib import get_close_matches
 from pathlib import Path
 
+from sequencer.core.csvlimits import (
+    CappedProblems,
+    CsvLimits,
+    active,
+    stopped,
+    stream_lines,
+    too_big,
+    too_many_rows,
+    utf8_problem,
+)
 from sequencer.errors import Problem
 
 # Anything that could break or smuggle an email header: every Cc control (tab included)
@@ -108,15 +116,22 @@ class Sheet:
     source: str
     ok: bool
     columns: list[str]
-    problems: list[Problem]
+    problems: CappedProblems
     records: Iterator[tuple[int, int, list[str]]]  # (first line, last line, cells)
     count: int = 0  # data records read so far
+    max_rows: int = CsvLimits.max_rows
 
     def rows(self, progress: Callable[[int], None] | None = None) -> Iterator[Row]:
         width = len(self.columns)
         named = [(i, name) for i, name in enumerate(self.columns) if name]
         unnamed = [i for i, name in enumerate(self.columns) if not name]
         for line, end, record in self.records:
+            if self.problems.full:  # past the problem cap: count the rest, check nothing
+                unchecked = 1 + sum(1 for _ in self.records)
+                cap = self.problems.cap
+                self.problems.force(stopped(self.source, line, cap, unchecked))
+                self.ok = False
+                return
             if end > line and _swallowed_rows(record, width):
                 self.problems.append(
                     Problem(
@@ -129,6 +144,10 @@ class Sheet:
                 )
                 continue
             self.count += 1
+            if self.count > self.max_rows:
+                self.problems.force(too_many_rows(self.source, line, self.max_rows))
+                self.ok = False
+                return
             if progress is not None and self.count % PROGRESS_EVERY == 0:
                 progress(self.count)
             n = len(record)
@@ -151,7 +170,10 @@ class Sheet:
 
 
 def _records(
-    reader: Iterator[list[str]], line_num: Callable[[], int], source: str, problems: list[Problem]
+    reader: Iterator[list[str]],
+    line_num: Callable[[], int],
+    source: str,
+    problems: list[Problem],
 ) -> Iterator[tuple[int, int, list[str]]]:
     """(first physical line, last physical line, cells) for every non-blank record."""
     while True:
@@ -182,16 +204,23 @@ def _swallowed_rows(record: list[str], width: int) -> bool:
     )
 
 
-def open_sheet(lines: Iterable[str], source: str, required: Sequence[str]) -> Sheet:
-    """Read the header (first non-blank record) and check it; rows are read lazily."""
-    problems: list[Problem] = []
+def open_sheet(
+    lines: Iterable[str],
+    source: str,
+    required: Sequence[str],
+    limits: CsvLimits | None = None,
+) -> Sheet:
+    """Read the header (first non-blank record) and check it; rows are read lazily (limits:
+    ``limits``, else those in force, see :mod:`sequencer.core.csvlimits`)."""
+    limits = limits or active()
+    problems = CappedProblems(source, limits.max_problems)
     reader = csv.reader(lines)
     records = _records(reader, lambda: reader.line_num, source, problems)
     first = next(records, None)
     if first is None:
         hint = f"add a header row: {','.join(required)}"
-        problems.append(Problem(source, "the file is empty", row=1, hint=hint))
-        return Sheet(source, False, [], problems, iter(()))
+        problems.force(Problem(source, "the file is empty", row=1, hint=hint))
+        return Sheet(source, False, [], problems, iter(()), max_rows=limits.max_rows)
     line, _, header = first
     columns = [cell.strip().lstrip("\ufeff").strip().casefold() for cell in header]
     seen: set[str] = set()
@@ -203,7 +232,7 @@ def open_sheet(lines: Iterable[str], source: str, required: Sequence[str]) -> Sh
     missing = [c for c in required if c not in seen]
     found = ", ".join(c for c in columns if c) or "none"
     if missing:
-        problems.append(
+        problems.force(
             Problem(
                 source,
                 f"missing required column(s): {', '.join(missing)}",
@@ -212,7 +241,7 @@ def open_sheet(lines: Iterable[str], source: str, required: Sequence[str]) -> Sh
             )
         )
     if twice:
-        problems.append(
+        problems.force(
             Problem(
                 source,
                 f"column(s) named more than once: {', '.join(twice)}",
@@ -221,8 +250,8 @@ def open_sheet(lines: Iterable[str], source: str, required: Sequence[str]) -> Sh
             )
         )
     if missing or twice:
-        return Sheet(source, False, columns, problems, iter(()))
-    return Sheet(source, True, columns, problems, records)
+        return Sheet(source, False, columns, problems, iter(()), max_rows=limits.max_rows)
+    return Sheet(source, True, columns, problems, records, max_rows=limits.max_rows)
 
 
 def first_or_duplicate(row: Row, column: str, key: object, first: dict[object, int]) -> bool:
@@ -245,21 +274,20 @@ def source_label(path: Path, base: Path | None) -> str:
     return str(path)
 
 
-def read_lines(path: Path, label: str) -> tuple[Iterable[str], Problem | None]:
-    """The file's lines, or no lines and the one problem that stops it being read."""
+def read_lines(
+    path: Path, label: str, limits: CsvLimits | None = None
+) -> tuple[Iterable[str], Problem | None]:
+    """The file's lines (read as they are used), or no lines and the one problem that stops it
+    being read: it cannot be opened, is over the size cap, or is not UTF-8."""
+    limits = limits or active()
     try:
-        data = path.read_bytes()
+        problem = too_big(path, label, limits) or utf8_problem(path, label)
     except OSError as exc:
         why = exc.strerror or str(exc)
         return (), Problem(label, f"cannot read the file: {why}", hint="check the path")
-    data = data.removeprefix(BOM_UTF8)  # Excel's "CSV UTF-8"
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        line = data.count(b"\n", 0, exc.start) + 1
-        message = f"the file is not UTF-8 text (byte 0x{data[exc.start]:02x} on this row)"
-        return (), Problem(label, message, row=line, hint="save the file as UTF-8")
-    return io.StringIO(text, newline=""), None
+    if problem is not None:
+        return (), problem
+    return stream_lines(path), None
 
 
 class Closest:

@@ -13,7 +13,8 @@ line's break (it gets an implicit ``+%}``). The text body then has trailing spac
 runs of blank lines collapsed to one.
 
 Limits: a deadline (checked on every attribute/item access, call and loop iteration) and a cap
-on the characters each part may produce. Every failure is a :class:`RenderError` naming the
+on the characters each part may produce, and on every value a template builds on the way
+(:mod:`sequencer.core.render_limits`). Every failure is a :class:`RenderError` naming the
 template file (``warm_intro/body.txt``) and, where known, the line in it.
 
 Filters on top of Jinja's: ``fallback``, ``first_name``, ``possessive``, ``join_names`` and
@@ -22,13 +23,10 @@ Filters on top of Jinja's: ``fallback``, ``first_name``, ``possessive``, ``join_
 
 from __future__ import annotations
 
-import contextvars
 import functools
 import re
-import string
 import time
-import types
-from collections.abc import Callable, Generator, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
@@ -42,16 +40,18 @@ from jinja2 import (
     TemplateSyntaxError,
     UndefinedError,
     nodes,
-    pass_context,
     select_autoescape,
 )
+from jinja2.compiler import CodeGenerator, Frame
 from jinja2.exceptions import SecurityError, TemplateError
 from jinja2.ext import Extension
-from jinja2.filters import FILTERS
 from jinja2.loaders import split_template_path
 from jinja2.runtime import Context, Undefined
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
+from sequencer.core import blanks
+from sequencer.core import render_limits as rl
+from sequencer.core.render_filters import guarded_filters
 from sequencer.errors import RenderError
 
 __all__ = [
@@ -83,7 +83,6 @@ SHIPPED_TEMPLATES = Path(__file__).resolve().parents[2] / "templates" / "email"
 HINT_KEY = "__hint__"
 
 _TICK_FILTER = "_refseq_deadline_iter"
-_MAX_POWER_BITS = 10_000
 
 
 @dataclass(frozen=True)
@@ -159,10 +158,19 @@ class _FolderLoader(BaseLoader):
             raise TemplateNotFound(template)
         path = folder.joinpath(*pieces[1:])
         try:
-            mtime = path.stat().st_mtime_ns
-            raw = path.read_bytes()
+            stat = path.stat()
+            if stat.st_size > rl.MAX_TEMPLATE_BYTES:
+                raise TemplateError(
+                    f"the file is {stat.st_size:,} bytes; a template file may have at most "
+                    f"{rl.MAX_TEMPLATE_BYTES:,}"
+                )
+            mtime = stat.st_mtime_ns
+            with path.open("rb") as fh:
+                raw = fh.read(rl.MAX_TEMPLATE_BYTES + 1)  # it may have grown since
         except OSError:
             raise TemplateNotFound(template) from None
+        if len(raw) > rl.MAX_TEMPLATE_BYTES:
+            raise TemplateError(f"the file has more than {rl.MAX_TEMPLATE_BYTES:,} bytes")
         source = raw.decode("utf-8-sig")  # a UnicodeDecodeError is reported by render_step
 
         def uptodate() -> bool:
@@ -181,169 +189,6 @@ class _FolderLoader(BaseLoader):
             if folder is not None:
                 names += [f"{name}/{p.name}" for p in sorted(folder.iterdir()) if p.is_file()]
         return names
-
-
-# --------------------------------------------------------------------------- limits
-
-
-class _Timeout(Exception):
-    """The render deadline passed (internal; becomes a RenderError)."""
-
-
-class _TooLong(Exception):
-    """Output (or a value being built) exceeds the character cap (internal)."""
-
-
-@dataclass(frozen=True)
-class _Limits:
-    now: Callable[[], float]
-    deadline: float
-    time_limit: float
-    max_chars: int
-
-    def check_time(self) -> None:
-        if self.now() > self.deadline:
-            raise _Timeout
-
-
-_LIMITS: contextvars.ContextVar[_Limits | None] = contextvars.ContextVar(
-    "refseq_render_limits", default=None
-)
-
-
-def _tick() -> None:
-    limits = _LIMITS.get()
-    if limits is not None:
-        limits.check_time()
-
-
-def _max_chars() -> int:
-    limits = _LIMITS.get()
-    return limits.max_chars if limits is not None else 100_000
-
-
-def _check_size(value: object) -> None:
-    if isinstance(value, (str, list, tuple)) and len(value) > _max_chars():
-        raise _TooLong
-
-
-def _accessed(value: object) -> None:
-    """After each attribute/item access: the deadline, then the size of text read (this stops
-    text built up in a namespace, ``ns.s = ns.s ~ ns.s``, before it gets huge). It runs for
-    every ``{{ a.b }}``, so it looks the limits up once."""
-    limits = _LIMITS.get()
-    if limits is None:
-        max_chars = 100_000
-    else:
-        if limits.now() > limits.deadline:
-            raise _Timeout
-        max_chars = limits.max_chars
-    if isinstance(value, str) and len(value) > max_chars:
-        raise _TooLong
-
-
-def _check_width(value: object) -> None:
-    if isinstance(value, int) and value > _max_chars():
-        raise SecurityError(f"a width or count of {value} is too large")
-
-
-_PERCENT_SPEC = re.compile(r"%(?:\([^)]*\))?[#0\- +]*(\*|\d+)?(?:\.(\*|\d+))?")
-
-
-def _check_percent_format(fmt: str) -> None:
-    for width, precision in _PERCENT_SPEC.findall(fmt):
-        for number in (width, precision):
-            if number == "*":
-                raise SecurityError("'*' widths are not allowed in % formatting")
-            if number:
-                _check_width(int(number))
-
-
-def _check_brace_format(fmt: str) -> None:
-    try:
-        fields = list(string.Formatter().parse(fmt))
-    except ValueError:
-        return  # str.format itself reports the malformed string
-    for _literal, _field, spec, _conversion in fields:
-        if not spec:
-            continue
-        if "{" in spec:
-            raise SecurityError("nested format fields are not allowed")
-        for number in re.findall(r"\d+", spec):
-            _check_width(int(number))
-
-
-def _check_replace(value: object, old: object, new: object) -> None:
-    if isinstance(value, str) and isinstance(old, str) and isinstance(new, str):
-        count = len(value) + 1 if not old else value.count(old)
-        if len(value) + count * (len(new) - len(old)) > _max_chars():
-            raise _TooLong
-
-
-_WIDTH_METHODS = frozenset({"center", "ljust", "rjust", "zfill", "expandtabs"})
-
-
-def _check_call(obj: Any, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> None:
-    """Refuse the few ``str`` methods that can build a huge string in one call."""
-    if not isinstance(obj, types.BuiltinMethodType) or not isinstance(obj.__self__, str):
-        return
-    text: str = obj.__self__
-    if obj.__name__ in _WIDTH_METHODS:
-        for arg in (*args, *kwargs.values()):
-            if obj.__name__ == "expandtabs" and isinstance(arg, int):
-                arg = arg * text.count("\t")
-            _check_width(arg)
-    elif obj.__name__ == "replace" and len(args) >= 2:
-        _check_replace(text, args[0], args[1])
-
-
-def _check_binop(operator: str, left: Any, right: Any) -> None:
-    """Refuse ``*``, ``**`` and ``%`` that would build something huge before it exists."""
-    if operator == "*":
-        for seq, count in ((left, right), (right, left)):
-            if isinstance(seq, (str, list, tuple)) and isinstance(count, int):
-                _check_size_of(len(seq) * count)
-    elif operator == "**":
-        if isinstance(left, int) and isinstance(right, int) and right > 0 and abs(left) > 1:
-            _check_power(abs(left).bit_length() * right)
-    elif operator == "%" and isinstance(left, str):
-        _check_percent_format(left)
-
-
-def _check_size_of(size: int) -> None:
-    if size > _max_chars():
-        raise _TooLong
-
-
-def _check_power(bits: int) -> None:
-    if bits > _MAX_POWER_BITS:
-        raise SecurityError("the result of ** would be too large")
-
-
-def _guarded_filter(name: str, *, width_arg: int | None = None, width_kw: str = "") -> Any:
-    """Jinja's filter ``name`` with its width/size arguments checked first.
-
-    ``width_arg`` counts from the filtered value (0), after any context Jinja passes.
-    """
-    original = FILTERS[name]
-    offset = 1 if getattr(original, "jinja_pass_arg", None) is not None else 0
-
-    @functools.wraps(original)
-    def guarded(*args: Any, **kwargs: Any) -> Any:
-        values = args[offset:]
-        if width_arg is not None and len(values) > width_arg:
-            _check_width(values[width_arg])
-        if width_kw and width_kw in kwargs:
-            _check_width(kwargs[width_kw])
-        if name == "format" and values and isinstance(values[0], str):
-            _check_percent_format(values[0])
-        if name == "replace" and len(values) >= 3:
-            _check_replace(values[0], values[1], values[2])
-        result = original(*args, **kwargs)
-        _check_size(result)
-        return result
-
-    return guarded
 
 
 # --------------------------------------------------------------------------- context wrapping
@@ -378,7 +223,7 @@ def _wrap(value: Any, label: str) -> Any:
             for k, v in value.items()
             if k != HINT_KEY
         }
-        return _Record(label, str(hint), items)
+        return _Record(label, str(hint), blanks.mark(label, items))
     if isinstance(value, list):
         return [v if type(v) in _PLAIN else _wrap(v, f"{label}[{i}]") for i, v in enumerate(value)]
     if type(value) is tuple:
@@ -481,21 +326,6 @@ def capfirst(value: Any) -> str:
     return text[:1].upper() + text[1:]
 
 
-@pass_context
-def _deadline_iter(context: Context, iterable: Any) -> Any:
-    """Wraps every ``{% for %}`` iterable so that loops check the deadline on each item."""
-    limits = _LIMITS.get()
-    if limits is None:
-        return iterable
-    return _ticking(iter(iterable), limits)
-
-
-def _ticking(iterator: Iterator[Any], limits: _Limits) -> Iterator[Any]:
-    for item in iterator:
-        limits.check_time()
-        yield item
-
-
 _BLOCK_TAG = re.compile(r"\{%.*?%\}|\{#.*?#\}")
 
 
@@ -516,26 +346,44 @@ class _KeepInlineBreaks(Extension):
 
 
 def _finalize(value: Any) -> Any:
+    cls = value.__class__
+    if cls is not str:
+        if cls is blanks.Blank:
+            blanks.printed(value)
+        else:
+            rl.check_size(value)  # a nested list is measured before str() makes it text
     return "" if value is None else value
 
 
 # --------------------------------------------------------------------------- environment
 
 
+class _CodeGenerator(CodeGenerator):
+    def buffer(self, frame: Frame) -> None:
+        """A macro's, a block's or caller()'s text is collected in a capped list."""
+        frame.buffer = self.temporary_identifier()
+        self.writeline(f"{frame.buffer} = environment.new_buffer()")
+
+
 class _SandboxEnv(ImmutableSandboxedEnvironment):
-    intercepted_binops = frozenset({"*", "**", "%"})
+    intercepted_binops = frozenset({"*", "**", "%", "+"})
+    code_generator_class = _CodeGenerator
+    new_buffer = staticmethod(rl.CappedBuffer)
+    concat = staticmethod(rl.capped_concat)  # blocks, macros, caller(): see _generate
+    str_join = staticmethod(rl.checked_str_join)
+    markup_join = staticmethod(rl.checked_markup_join)
 
     def getattr(self, obj: Any, attribute: str) -> Any:
         if isinstance(obj, _Record) and attribute in obj:
             value = obj[attribute]
         else:
             value = super().getattr(obj, attribute)
-        _accessed(value)
+        rl.accessed(value)
         return value
 
     def getitem(self, obj: Any, argument: Any) -> Any:
         value = super().getitem(obj, argument)
-        _accessed(value)
+        rl.accessed(value)
         return value
 
     def call(
@@ -545,11 +393,11 @@ class _SandboxEnv(ImmutableSandboxedEnvironment):
         *args: Any,
         **kwargs: Any,
     ) -> Any:
-        _tick()
-        _check_call(__obj, args, kwargs)
+        rl.tick()
+        args = rl.checked_call_args(__obj, args, kwargs)
         result = super().call(__context, __obj, *args, **kwargs)
-        _tick()
-        _check_size(result)
+        rl.tick()
+        rl.check_size(result)
         return result
 
     def unsafe_undefined(self, obj: Any, attribute: str) -> Undefined:
@@ -562,9 +410,9 @@ class _SandboxEnv(ImmutableSandboxedEnvironment):
         )
 
     def call_binop(self, context: Context, operator: str, left: Any, right: Any) -> Any:
-        _check_binop(operator, left, right)
+        rl.check_binop(operator, left, right)
         result = super().call_binop(context, operator, left, right)
-        _check_size(result)
+        rl.check_size(result)
         return result
 
     def wrap_str_format(self, value: Any) -> Callable[..., str] | None:
@@ -574,9 +422,9 @@ class _SandboxEnv(ImmutableSandboxedEnvironment):
         fmt = cast(str, value.__self__)
 
         def checked(*args: Any, **kwargs: Any) -> str:
-            _check_brace_format(fmt)
+            rl.check_brace_format(fmt)
             result = wrapped(*args, **kwargs)
-            _check_size(result)
+            rl.check_size(result)
             return result
 
         return checked
@@ -588,14 +436,21 @@ class _SandboxEnv(ImmutableSandboxedEnvironment):
         filename: str | None,
         defer_init: bool = False,
     ) -> str:
-        # Make every loop check the deadline: {% for x in xs %} becomes xs|_deadline_iter.
+        # Make every loop check the deadline: {% for x in xs %} becomes xs|_refseq_deadline_iter.
         for loop in source.find_all(nodes.For):
             iterable = cast(nodes.Expr, loop.iter)
             loop.iter = nodes.Filter(
                 iterable, _TICK_FILTER, [], [], None, None, lineno=iterable.lineno
             )
         source.set_environment(self)
-        return super()._generate(source, name, filename, defer_init=defer_init)
+        code = super()._generate(source, name, filename, defer_init=defer_init)
+        # The text of a macro, a {% set %} or {% filter %} block and caller() is joined with the
+        # module's ``concat``: make it the capped one (it runs before the join allocates).
+        # The same for ``a ~ b``: its parts are measured before they are made text.
+        return (
+            f"{code}\nconcat = environment.concat\nstr_join = environment.str_join\n"
+            "markup_join = environment.markup_join\n"
+        )
 
 
 @functools.lru_cache(maxsize=32)
@@ -622,14 +477,10 @@ def _environment(dirs: tuple[Path, ...]) -> _SandboxEnv:
             "possessive": possessive,
             "join_names": join_names,
             "capfirst": capfirst,
-            _TICK_FILTER: _deadline_iter,
-            "center": _guarded_filter("center", width_arg=1, width_kw="width"),
-            "indent": _guarded_filter("indent", width_arg=1, width_kw="width"),
-            "batch": _guarded_filter("batch", width_arg=1, width_kw="linecount"),
-            "format": _guarded_filter("format"),
-            "replace": _guarded_filter("replace"),
+            _TICK_FILTER: rl.deadline_iter,
         }
     )
+    env.filters.update(guarded_filters(env.filters))  # every filter's result is measured
     return env
 
 
@@ -661,15 +512,17 @@ def _locate(exc: BaseException, dirs: Sequence[Path]) -> tuple[str | None, int |
     return found
 
 
-def _render_error(exc: Exception, file: str, dirs: Sequence[Path], limits: _Limits) -> RenderError:
+def _render_error(
+    exc: Exception, file: str, dirs: Sequence[Path], limits: rl.Limits
+) -> RenderError:
     if isinstance(exc, TemplateSyntaxError):  # includes TemplateAssertionError
         return RenderError(exc.name or file, exc.lineno, f"syntax error: {exc.message}")
     where, line = _locate(exc, dirs)
     where = where or file
     message: str
-    if isinstance(exc, _Timeout):
+    if isinstance(exc, rl.Timeout):
         message = f"rendering took longer than {limits.time_limit}s"
-    elif isinstance(exc, _TooLong):
+    elif isinstance(exc, rl.TooLong):
         message = f"output is longer than {limits.max_chars} characters"
     elif isinstance(exc, SecurityError):
         message = f"sandbox violation: {exc}"
@@ -679,6 +532,8 @@ def _render_error(exc: Exception, file: str, dirs: Sequence[Path], limits: _Limi
         message = f"template not found: {exc.name}"
     elif isinstance(exc, UnicodeDecodeError):
         message = "the file is not UTF-8 text"
+    elif isinstance(exc, MemoryError):
+        message = "ran out of memory (the template builds something too large)"
     elif isinstance(exc, RecursionError):
         message = "too deeply nested (recursion limit reached)"
     elif isinstance(exc, TemplateError):
@@ -703,7 +558,7 @@ def _generate(template: Template, parent: dict[str, Any]) -> Generator[str, None
         yield template.environment.handle_exception()
 
 
-def _render_file(stream: Generator[str, None, None], limits: _Limits) -> str:
+def _render_file(stream: Generator[str, None, None], limits: rl.Limits) -> str:
     """Collect one file's output; raises the original exception (see ``_render_error``)."""
     parts: list[str] = []
     size = 0
@@ -711,7 +566,7 @@ def _render_file(stream: Generator[str, None, None], limits: _Limits) -> str:
     for chunk in stream:
         size += len(chunk)
         if size > max_chars or now() > deadline:
-            problem = _TooLong() if size > max_chars else _Timeout()
+            problem = rl.TooLong() if size > max_chars else rl.Timeout()
             # Raise it inside the template so the traceback points at the line.
             stream.throw(problem)
             raise problem
@@ -775,7 +630,7 @@ class Renderer:
             self._folders[name] = found
         return found
 
-    def _template(self, file: str, limits: _Limits) -> tuple[Template, bool]:
+    def _template(self, file: str, limits: rl.Limits) -> tuple[Template, bool]:
         """The compiled file, and whether its globals are ``self._globals`` (then the files of a
         step can share one parent dict)."""
         if self.reload:
@@ -800,7 +655,7 @@ class Renderer:
         self,
         file: str,
         context: dict[str, Any],
-        limits: _Limits,
+        limits: rl.Limits,
         parent: list[dict[str, Any]],
     ) -> str:
         """``parent``: empty, or the step's ``dict(self._globals, **context)`` (made here)."""
@@ -831,11 +686,11 @@ class Renderer:
         """
         _folder, has_html = self._folder(name)
         wrapped = {key: _wrap(value, str(key)) for key, value in context.items() if key != HINT_KEY}
-        limits = _Limits(
+        limits = rl.Limits(
             now=now, deadline=now() + time_limit, time_limit=time_limit, max_chars=max_chars
         )
         parent: list[dict[str, Any]] = []
-        token = _LIMITS.set(limits)
+        token = rl.LIMITS.set(limits)
         try:
             subject_file = f"{name}/{SUBJECT_FILE}"
             raw_subject = self._render_file(subject_file, wrapped, limits, parent)
@@ -846,7 +701,7 @@ class Renderer:
                 else None
             )
         finally:
-            _LIMITS.reset(token)
+            rl.LIMITS.reset(token)
 
         subject = raw_subject.strip()
         if len(subject.splitlines()) > 1:

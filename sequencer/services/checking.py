@@ -7,6 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from sequencer.core import csvlimits
 from sequencer.core.audience import AudienceResult, load_audience
 from sequencer.core.drafts import DraftConfig
 from sequencer.core.model import Audience, CampaignSpec
@@ -69,24 +70,30 @@ def _exclusions(result: AudienceResult) -> list[Exclusion]:
 
 
 def check_campaign(
-    path: Path, cfg: DraftConfig | None = None, progress: Progress | None = None
+    path: Path,
+    cfg: DraftConfig | None = None,
+    progress: Progress | None = None,
+    csv_limits: csvlimits.CsvLimits | None = None,
 ) -> CampaignCheck:
-    """Read and check everything; with ``cfg``, also render every step for every prospect."""
+    """Read and check everything; with ``cfg``, also render every step for every prospect.
+    The CSVs are read under ``csv_limits`` (by default from the environment)."""
     spec, errors, warnings = load_campaign(path)
     check = CampaignCheck(path=path, spec=spec, spec_errors=errors, warnings=warnings)
     if spec is None:
         return check
     d = spec.data
-    result = load_audience(
-        d.prospects, d.referrers, d.referrals, label_base=path.parent, progress=progress
-    )
+    with csvlimits.using(csv_limits or csvlimits.CsvLimits.from_env()):
+        result = load_audience(
+            d.prospects, d.referrers, d.referrals, label_base=path.parent, progress=progress
+        )
     check.audience = result.audience
     # A file that cannot be read at all (encoding, header) is not a bad row: nothing launches.
     unreadable = set(result.unreadable)
     check.spec_errors += [p for p in result.problems if p.source in unreadable]
     check.row_problems = [p for p in result.problems if p.source not in unreadable]
     check.row_exclusions = _exclusions(result)
-    check.data_digests = [_digest(p) for p in (d.prospects, d.referrers, d.referrals)]
+    if not unreadable:  # (a file refused for its size is not read, not even to hash it)
+        check.data_digests = [_digest(p) for p in (d.prospects, d.referrers, d.referrals)]
     if cfg is not None:
         check.render_errors = render_check(spec, result.audience, cfg)
     return check

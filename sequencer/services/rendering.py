@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from sequencer.core import blanks
 from sequencer.core.drafts import (
     DraftConfig,
     EnrollmentData,
@@ -34,6 +35,8 @@ from sequencer.core.plan import PlannedEnrollment, build_plan, to_new_enrollment
 from sequencer.core.ports import NewEnrollment
 from sequencer.core.render import RenderedEmail, Renderer, available_templates, template_dirs
 from sequencer.errors import Problem, RenderError
+from sequencer.memlimit import headroom, limit_address_space
+from sequencer.services.blankcells import BlankCell, BlankCells, blank_cells, data_rows
 
 # A template broken for everyone would otherwise print one line per prospect.
 EXAMPLES_PER_PROBLEM = 3
@@ -42,6 +45,8 @@ EXAMPLES_PER_PROBLEM = 3
 PARALLEL_FROM = 5_000
 #: At most this many worker processes.
 MAX_WORKERS = 2
+#: Address space a render-check process may grow by (or less: REFSEQ_MEMORY_HEADROOM).
+RENDER_HEADROOM = 1 << 30
 #: Prospects per chunk: the unit of work of a worker process and of ``progress`` calls.
 CHUNK = 500
 _EPOCH = datetime(2026, 1, 5, 12, tzinfo=UTC)  # any instant: timing plays no part in rendering
@@ -74,13 +79,17 @@ class _Collector:
 
     def __post_init__(self) -> None:
         self.seen: dict[tuple[str, int | None, str], list[str]] = defaultdict(list)
+        self.blank = BlankCells()
 
-    def add(self, failure: _Failure) -> None:
+    def add(self, failure: _Failure | BlankCell) -> None:
+        if isinstance(failure, BlankCell):
+            self.blank.add(failure)
+            return
         template, line, message, email = failure
         self.seen[(template, line, message)].append(email)
 
     def problems(self) -> list[Problem]:
-        out = []
+        out = self.blank.problems()
         for (template, line, message), emails in self.seen.items():
             source = _template_file(self.spec, self.cfg, template)
             for email in emails[:EXAMPLES_PER_PROBLEM]:
@@ -126,8 +135,8 @@ def render_check(
     if problems:
         return problems
     collector = _Collector(spec, cfg)
-    enrollments = (enrollment for _, enrollment in planned(spec, audience))
-    chunks = _chunks(map(_Snapshot.of, enrollments), CHUNK)
+    snapshots = (_Snapshot.of(e, data_rows(spec, p)) for p, e in planned(spec, audience))
+    chunks = _chunks(snapshots, CHUNK)
     count = _worker_count(workers, len(audience.prospects))
     results = _in_processes(spec, cfg, chunks, count) if count > 1 else ((c, None) for c in chunks)
     renderer: Renderer | None = None
@@ -158,9 +167,10 @@ class _Snapshot(NamedTuple):
     temperature: str
     sequence: str
     may_name_referrer: bool
+    rows: dict[str, tuple[str, int]] = {}  # "prospect" -> (CSV file, row) of its data
 
     @classmethod
-    def of(cls, e: EnrollmentData) -> _Snapshot:
+    def of(cls, e: EnrollmentData, rows: dict[str, tuple[str, int]] | None = None) -> _Snapshot:
         return cls(
             e.prospect_email,
             e.prospect,
@@ -170,11 +180,13 @@ class _Snapshot(NamedTuple):
             e.temperature,
             e.sequence,
             e.may_name_referrer,
+            rows or {},
         )
 
 
 # template file, line, message, prospect email (a RenderError does not survive pickling)
 _Failure = tuple[str, int | None, str, str]
+_Result = list[_Failure | BlankCell]
 
 
 def _chunks(items: Iterable[_Snapshot], size: int) -> Iterator[list[_Snapshot]]:
@@ -185,14 +197,16 @@ def _chunks(items: Iterable[_Snapshot], size: int) -> Iterator[list[_Snapshot]]:
 
 def _check_chunk(
     spec: CampaignSpec, cfg: DraftConfig, renderer: Renderer, chunk: list[_Snapshot]
-) -> list[_Failure]:
-    failures: list[_Failure] = []
+) -> list[_Failure | BlankCell]:
+    failures: list[_Failure | BlankCell] = []
     for enrollment in chunk:
-        for result in render_sequence(spec, enrollment, cfg, renderer):
-            if isinstance(result, RenderError):
-                failures.append(
-                    (result.template, result.line, result.message, enrollment.prospect_email)
-                )
+        with blanks.tracking() as printed:
+            for result in render_sequence(spec, enrollment, cfg, renderer):
+                if isinstance(result, RenderError):
+                    failures.append(
+                        (result.template, result.line, result.message, enrollment.prospect_email)
+                    )
+        failures += blank_cells(printed, enrollment.rows, enrollment.prospect_email)
     return failures
 
 
@@ -216,6 +230,8 @@ _WORKER: tuple[CampaignSpec, DraftConfig, Renderer] | None = None
 
 def _start_worker(spec: CampaignSpec, cfg: DraftConfig) -> None:
     global _WORKER
+    extra = headroom()
+    limit_address_space(min(extra, RENDER_HEADROOM))  # this process only renders
     _WORKER = (spec, cfg, renderer_for(spec, cfg, reload=False))  # one per process and check
 
 
@@ -223,7 +239,7 @@ def _ready() -> None:
     """A first task: makes the pool start its processes."""
 
 
-def _check_in_worker(chunk: list[_Snapshot]) -> list[_Failure]:
+def _check_in_worker(chunk: list[_Snapshot]) -> _Result:
     assert _WORKER is not None, "_start_worker did not run"
     spec, cfg, renderer = _WORKER
     return _check_chunk(spec, cfg, renderer, chunk)
@@ -231,7 +247,7 @@ def _check_in_worker(chunk: list[_Snapshot]) -> list[_Failure]:
 
 def _in_processes(
     spec: CampaignSpec, cfg: DraftConfig, chunks: Iterator[list[_Snapshot]], workers: int
-) -> Iterator[tuple[list[_Snapshot], list[_Failure] | None]]:
+) -> Iterator[tuple[list[_Snapshot], _Result | None]]:
     """Each chunk with its failures, in the order of ``chunks``, rendered by ``workers`` fresh
     processes (templates as they are now, whatever this process has cached). ``None`` instead
     of the failures: the pool could not render that chunk (it could not start, a process died,
@@ -252,10 +268,10 @@ def _in_processes(
             pool.shutdown(wait=False, cancel_futures=True)
         yield from ((chunk, None) for chunk in chunks)
         return
-    pending: deque[tuple[list[_Snapshot], Future[list[_Failure]]]] = deque()
+    pending: deque[tuple[list[_Snapshot], Future[_Result]]] = deque()
     broken = False
 
-    def take() -> tuple[list[_Snapshot], list[_Failure] | None]:
+    def take() -> tuple[list[_Snapshot], _Result | None]:
         nonlocal broken
         chunk, future = pending.popleft()
         if not broken:

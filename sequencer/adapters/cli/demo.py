@@ -35,9 +35,9 @@ def demo(
     begin = parse_now(start) if start else next_monday(datetime.now(UTC))
     started = time.monotonic()
     with Progress(
-        TextColumn("{task.description}"),
+        TextColumn("{task.description}", markup=False),
         BarColumn(),
-        TextColumn("{task.fields[clock]}"),
+        TextColumn("{task.fields[clock]}", markup=False),
         TimeElapsedColumn(),
         console=output.err,
     ) as bar:

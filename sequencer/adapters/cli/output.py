@@ -16,8 +16,16 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 # Piped output is not squeezed into 80 columns: tables stay one row per line for grep and less.
-out = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 200)
-err = Console(stderr=True, soft_wrap=True)
+# Everything printed holds user data (names, subjects, bodies, CSV cells), so rich interprets
+# none of it: no console markup ("[bold]"), no emoji codes (":x:"), no highlighting.
+out = Console(
+    soft_wrap=True,
+    width=None if sys.stdout.isatty() else 200,
+    markup=False,
+    emoji=False,
+    highlight=False,
+)
+err = Console(stderr=True, soft_wrap=True, markup=False, emoji=False, highlight=False)
 
 
 def table(title: str | None, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
@@ -70,7 +78,7 @@ def progress_bar(label: str, total: int | None, enabled: bool = True) -> Iterato
         yield lambda done: None
         return
     with Progress(
-        TextColumn("{task.description}"),
+        TextColumn("{task.description}", markup=False),
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),

@@ -12,6 +12,7 @@ import typer
 
 from sequencer.adapters.cli import output, runloop
 from sequencer.adapters.cli.common import NOW_HELP, handle_errors, parse_now, settings
+from sequencer.memlimit import limit_address_space
 from sequencer.services.runner import STAGES, PassReport, replay, run_pass
 from sequencer.services.status import status as status_service
 
@@ -127,6 +128,8 @@ def run(
     With --from/--until it replays that stretch of time pass by pass instead (what-if runs,
     backfills, tests, the demo) against the real database and SMTP server.
     """
+    if from_ is None and until is None:  # the long-running worker: it renders templates
+        limit_address_space()  # a backstop under the render caps (see sequencer.memlimit)
     stop = _Stop()
     live = not (from_ or until)
     deps = runloop.retrying(lambda: _deps(dev), stop, max_backoff) if live else _deps(dev)
