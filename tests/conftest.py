@@ -14,6 +14,7 @@ the reason; set ``REFSEQ_TEST_SKIP_PG=1`` to skip them instead (or deselect with
 from __future__ import annotations
 
 import os
+import resource
 import shutil
 import uuid
 from collections.abc import Iterator
@@ -169,3 +170,15 @@ def _close_cli_pools() -> Iterator[None]:
     from sequencer.bootstrap import dispose_all
 
     dispose_all()
+
+
+@pytest.fixture(autouse=True)
+def _address_space_untouched() -> Iterator[None]:
+    """No test may leave pytest itself under an address-space limit (sequencer.memlimit is for
+    worker processes): Chromium, started by later tests, reserves many GB and would not start."""
+    before = resource.getrlimit(resource.RLIMIT_AS)
+    yield
+    after = resource.getrlimit(resource.RLIMIT_AS)
+    if after != before:
+        resource.setrlimit(resource.RLIMIT_AS, before)
+        pytest.fail(f"this test changed pytest's RLIMIT_AS from {before} to {after}")

@@ -124,7 +124,11 @@ def test_the_drafting_worker_refuses_a_template_edited_after_launch(
     shutil.copytree(shipped, folder, dirs_exist_ok=True)
     yaml = camp / "campaign.yaml"
     yaml.write_text(yaml.read_text(encoding="utf-8") + "templates: tpl\n", encoding="utf-8")
-    env = {**os.environ, "REFSEQ_DATABASE_URL": f"sqlite:///{tmp_path}/refseq.db"}
+    env = {
+        **os.environ,
+        "REFSEQ_DATABASE_URL": f"sqlite:///{tmp_path}/refseq.db",
+        "REFSEQ_BASE_URL": "https://refseq.acme.example",  # drafts carry public links
+    }
     now = "2026-11-24T10:00:00+00:00"  # a Tuesday: London and Paris mornings (cold prospects)
     subprocess.run([str(REFSEQ), "launch", str(yaml), "--now", now], env=env, check=True,
                    capture_output=True)  # fmt: skip

@@ -130,6 +130,13 @@ def test_processes_or_not_the_check_finds_the_same_problems_in_the_same_order(
     assert [p.render() for p in default] == [p.render() for p in problems]
 
 
+@pytest.fixture(autouse=True)
+def _no_limit_here(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The stand-in pool below runs the worker initializer in this process: it must not cap
+    pytest's own address space (a later Chromium, which reserves many GB, would not start)."""
+    monkeypatch.setattr(rendering, "limit_address_space", lambda extra=None: None)
+
+
 class _BreaksAfter:
     """A stand-in process pool whose workers 'die' after ``good`` chunks."""
 

@@ -309,14 +309,16 @@ def test_a_redirect_does_not_thank_the_referrer_for_a_conversation(world):
 
 
 def test_a_handoff_counts_against_the_message_its_reply_answered(world):
-    """Elena answers the intro a minute before the follow-up goes; the poll reads it after.
-    Her reply and her handoff both belong to step 1 (before: replied on 1, handed off on 2)."""
+    """Elena's answer to the intro crosses the follow-up: written a minute before it goes, it
+    reaches the mailbox only after (so the read before sending cannot see it), and the poll
+    reads it then. Her reply and her handoff both belong to step 1 (before: replied on 1,
+    handed off on 2)."""
     deps, cli = world["deps"], world["cli"]
     run_pass(deps, MON)
     thu = datetime(2026, 11, 26, 13, 59, tzinfo=UTC)
-    answer(world, "elena", INTERESTED.format(name="Elena"), thu)
     run_pass(deps, thu + timedelta(minutes=1), ["draft", "send"])  # the follow-up goes out
     assert len(sent_to(world["sink"], "elena")) == 2
+    answer(world, "elena", INTERESTED.format(name="Elena"), thu)  # to the intro, dated before
     run_pass(deps, thu + timedelta(hours=1))  # the poll reads her reply now
     rows = {r["group"]: r["all"] for r in report_json(cli)["rows"]}
     assert (rows["1"]["replied"], rows["1"]["handed_off"]) == (1, 1)
