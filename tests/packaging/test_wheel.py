@@ -54,16 +54,35 @@ def _shipped_files(folder: Path) -> set[str]:
     }
 
 
+def _copy_sources(to: Path) -> Path:
+    to.mkdir()
+    for name in SOURCES:
+        if (ROOT / name).is_dir():
+            shutil.copytree(ROOT / name, to / name, ignore=JUNK)
+        else:
+            shutil.copy2(ROOT / name, to / name)
+    return to
+
+
+def _fresh_venv(env_dir: Path, *install: str | Path) -> Path:
+    """bin/ of a new venv with ``pip install --no-deps *install`` and the deps of this one."""
+    venv.create(env_dir, with_pip=False)
+    python = env_dir / "bin" / "python"
+    pip = [sys.executable, "-m", "pip", "--python", python, "install", "-q", "--no-deps"]
+    _run([*pip, *install], env_dir, 300)
+    # After the install, so pip sees no refseq from the deps folder (it only lists, never touches).
+    purelib = _run(
+        [python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"], env_dir
+    )
+    deps = "\n".join(site.getsitepackages())
+    (Path(purelib.strip()) / "zz_refseq_test_deps.pth").write_text(deps + "\n")
+    return env_dir / "bin"
+
+
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     work = tmp_path_factory.mktemp("wheel")
-    src = work / "src"
-    for name in SOURCES:
-        if (ROOT / name).is_dir():
-            shutil.copytree(ROOT / name, src / name, ignore=JUNK)
-        else:
-            src.mkdir(exist_ok=True)
-            shutil.copy2(ROOT / name, src / name)
+    src = _copy_sources(work / "src")
     _run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", work, src], work, 300)
     (built,) = work.glob("referral_sequencer-*.whl")
     return built
@@ -72,30 +91,7 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def installed(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """bin/ of a fresh venv (outside the repo) with only the wheel installed into it."""
-    env_dir = tmp_path_factory.mktemp("venv")
-    venv.create(env_dir, with_pip=False)
-    python = env_dir / "bin" / "python"
-    _run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "--python",
-            python,
-            "install",
-            "-q",
-            "--no-deps",
-            "--no-index",
-            wheel,
-        ],
-        env_dir,
-    )
-    purelib = _run(
-        [python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"], env_dir
-    )
-    deps = "\n".join(site.getsitepackages())
-    (Path(purelib.strip()) / "zz_refseq_test_deps.pth").write_text(deps + "\n")
-    return env_dir / "bin"
+    return _fresh_venv(tmp_path_factory.mktemp("venv"), "--no-index", wheel)
 
 
 def test_the_wheel_holds_every_module_template_and_example_file(wheel: Path):
@@ -152,3 +148,35 @@ def test_the_web_pages_and_static_files_come_from_the_wheel(installed: Path, tmp
     where = _run([installed / "python", "-c", code], tmp_path).split()
     assert len(where) == 3
     assert all(Path(p).is_relative_to(installed.parent) for p in where), where
+
+
+def test_an_editable_install_reads_the_templates_from_the_source_folder(tmp_path: Path):
+    """What `make setup` does (pip install -e .), on a copy of the checkout."""
+    src = _copy_sources(tmp_path / "src")
+    bin_dir = _fresh_venv(tmp_path / "venv", "-e", src)
+    code = (
+        "from sequencer import resources\n"
+        "from sequencer.adapters.web.app import TEMPLATES_DIR\n"
+        "print(resources.email_templates_dir()); print(TEMPLATES_DIR)\n"
+    )
+    email_dir, web_dir = _run([bin_dir / "python", "-c", code], tmp_path).split()
+    assert (Path(email_dir), Path(web_dir)) == (src / "templates/email", src / "templates/web")
+    out = _run([bin_dir / "refseq", "init", tmp_path / "camp"], tmp_path)
+    assert "wrote" in out
+    _run([bin_dir / "refseq", "validate", tmp_path / "camp" / "campaign.yaml"], tmp_path)
+
+
+def test_a_missing_resource_package_says_how_to_install(monkeypatch: pytest.MonkeyPatch):
+    from sequencer import resources
+
+    monkeypatch.setattr(resources, "TEMPLATES_PACKAGE", "sequencer.no_such_templates")
+    with pytest.raises(RuntimeError, match=r"pip install -e \."):
+        resources.templates_dir()
+
+
+def test_this_checkout_reads_its_own_templates_folder():
+    from sequencer import resources
+
+    assert resources.templates_dir() == ROOT / "templates"
+    assert (resources.email_templates_dir() / "warm_intro" / "body.txt").is_file()
+    assert (resources.web_templates_dir() / "static" / "app.css").is_file()
