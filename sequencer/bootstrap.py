@@ -11,25 +11,20 @@ from typing import TYPE_CHECKING
 from sequencer.config import Settings, require_public_links
 from sequencer.core.drafts import DraftConfig
 from sequencer.core.ports import MailboxReader, Mailer, UnitOfWork
+from sequencer.resources import email_templates_dir
 
 if TYPE_CHECKING:
     from sequencer.services.runner import Deps
 
-PACKAGE_DIR = Path(__file__).resolve().parent
-
 
 def shipped_templates_dir() -> Path:
-    """``templates/email`` at the project root (an editable or source install)."""
+    """The shipped email templates (see sequencer/resources.py), or $REFSEQ_TEMPLATES_DIR."""
     import os
 
     override = os.environ.get("REFSEQ_TEMPLATES_DIR")
     if override:
         return Path(override)
-    return PACKAGE_DIR.parent / "templates" / "email"
-
-
-def example_dir() -> Path:
-    return PACKAGE_DIR / "example"
+    return email_templates_dir()
 
 
 def draft_config(settings: Settings) -> DraftConfig:

@@ -53,6 +53,7 @@ from sequencer.core import blanks
 from sequencer.core import render_limits as rl
 from sequencer.core.render_filters import guarded_filters
 from sequencer.errors import RenderError
+from sequencer.resources import email_templates_dir
 
 __all__ = [
     "HINT_KEY",
@@ -75,8 +76,8 @@ SUBJECT_FILE = "subject.txt"
 TEXT_FILE = "body.txt"
 HTML_FILE = "body.html"
 
-#: The default templates that ship with refseq (a source checkout / editable install).
-SHIPPED_TEMPLATES = Path(__file__).resolve().parents[2] / "templates" / "email"
+#: The default templates that ship with refseq (found by sequencer/resources.py).
+SHIPPED_TEMPLATES = email_templates_dir()
 
 #: A context mapping may carry this key; its value is appended to "has no attribute" errors for
 #: that mapping (e.g. why the referrer's name is missing). The key itself is not rendered.

@@ -13,9 +13,9 @@ import pytest
 from sequencer.adapters.db.reps import reps_factory
 from sequencer.adapters.db.session import SqlUnitOfWorkFactory
 from sequencer.adapters.web.passwords import Argon2Hasher, fast_hasher
-from sequencer.bootstrap import example_dir
 from sequencer.config import Settings
 from sequencer.core.ports import DraftRecord
+from sequencer.resources import example_dir
 from sequencer.services import accounts, approval
 from sequencer.services.accounts import Role
 from tests.cli_helpers import NOW, Cli

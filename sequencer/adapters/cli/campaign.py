@@ -304,7 +304,7 @@ def init(
     directory: Path = typer.Argument(..., help="Folder to create (must be empty or new)."),
 ) -> None:
     """Write a working example campaign (YAML, CSVs with warm and cold cases)."""
-    from sequencer.bootstrap import example_dir
+    from sequencer.resources import example_dir
 
     if directory.exists() and any(directory.iterdir()):
         output.problem(f"error: {directory} is not empty; choose a new folder")

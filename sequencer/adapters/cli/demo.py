@@ -27,7 +27,8 @@ def demo(
 ) -> None:
     """The real main job end to end: launch, approve, send (SMTP), replies, handoff, report."""
     from sequencer.adapters.demo import next_monday, run_demo
-    from sequencer.bootstrap import example_dir, shipped_templates_dir
+    from sequencer.bootstrap import shipped_templates_dir
+    from sequencer.resources import example_dir
 
     folder = directory or Path(tempfile.mkdtemp(prefix="refseq-demo-"))
     if folder.exists() and any(folder.iterdir()):

@@ -47,12 +47,12 @@ from sequencer.adapters.web.auth import (
 )
 from sequencer.adapters.web.deps import UowFactory, WebContext, page, redirect
 from sequencer.adapters.web.passwords import Argon2Hasher
-from sequencer.bootstrap import PACKAGE_DIR
 from sequencer.config import Settings
 from sequencer.errors import NotFound
+from sequencer.resources import web_templates_dir
 from sequencer.services.accounts import PasswordHasher
 
-TEMPLATES_DIR = PACKAGE_DIR.parent / "templates" / "web"
+TEMPLATES_DIR = web_templates_dir()
 # Inline styles are allowed for the email's own HTML in the sandboxed srcdoc frame (it inherits
 # this policy); scripts only from our /static, and the sandbox runs none in the frame anyway.
 CSP = (
