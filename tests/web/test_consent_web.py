@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import html
 import re
+from datetime import UTC, datetime
 
 import pytest
 
 from sequencer.adapters.web.app import create_app
+from sequencer.core.naming import ConsentChange, Via
 from sequencer.core.states import EnrollmentState
+from sequencer.services.consent_board import REFERRER_LIMIT, consent_board
 from tests.web.conftest import ADMIN, DANA, EVIL_REFERRER, HASHER, build_world
 from tests.web.test_http import client, csrf_of, sign_in, text_of
 
@@ -185,3 +188,49 @@ def test_markup_in_a_referrer_name_and_the_search_is_shown_as_text(app, world):
     shown = admin.get("/consent", params={"q": "lena"})
     assert "<b>asked" not in shown.text and "&lt;b&gt;asked&lt;/b&gt;" in shown.text
     assert csrf == csrf_of(shown.text)
+
+
+def test_open_flags_show_until_a_person_clears_them(app, world):
+    enrollment_id, (_, _, prospect) = next(iter(naming(world, JON).items()))
+    now = datetime.now(UTC)
+    with world.uow_factory() as uow:
+        inbound_id = uow.repo.add_inbound("mid:<f1@x.example>", "m", 1, b"x", now, now)
+        assert inbound_id is not None
+        campaign_id = uow.repo.get_enrollment(enrollment_id).campaign_id
+        uow.repo.add_referrer_flag(
+            campaign_id, JON, prospect, inbound_id, "<i>who is Jon?</i>", now
+        )
+        uow.commit()
+    admin, _ = sign_in(app, ADMIN)
+    page = admin.get("/consent")
+    assert "<i>who" not in page.text
+    assert f"open: {prospect} (<i>who is Jon?</i>)" in row_of(page.text, JON)
+    assert "none" in row_of(page.text, JAMES).split("via")[-1]
+    world.cli("flags", "clear", JON)
+    assert "open:" not in row_of(admin.get("/consent").text, JON)
+
+
+def test_the_page_shows_at_most_200_referrers_and_says_so(app, world):
+    now = datetime.now(UTC)
+    changes = [ConsentChange(f"zz-{i:03}", None, False, "ops", Via.CLI, now) for i in range(205)]
+    with world.uow_factory() as uow:
+        uow.repo.add_consent_changes(changes)
+        uow.commit()
+    board = consent_board(world.uow_factory)
+    assert len(board.referrers) == REFERRER_LIMIT == 200 and board.truncated
+    assert board.referrers[0].referrer_id == JAMES  # by id: the enrollments' come first
+    admin, _ = sign_in(app, ADMIN)
+    page = admin.get("/consent")
+    assert page.text.count('class="referrer"') == 200
+    assert "Showing the first 200 referrers by id" in text_of(page)
+    narrowed = consent_board(world.uow_factory, "ZZ-20")
+    assert [r.referrer_id for r in narrowed.referrers] == [
+        "zz-200",
+        "zz-201",
+        "zz-202",
+        "zz-203",
+        "zz-204",
+    ]
+    assert not narrowed.truncated and not narrowed.referrers[0].consents
+    # LIKE wildcards in the search are literal
+    assert consent_board(world.uow_factory, "zz_%").referrers == ()
