@@ -6,7 +6,7 @@ from collections.abc import Collection, Iterable
 from datetime import datetime
 from typing import Protocol
 
-from sequencer.core.naming import ConsentChange, FlagRecord, FlagState
+from sequencer.core.naming import ConsentChange, FlagRecord, FlagState, ReferrerEntry
 from sequencer.core.ports import EnrollmentRecord
 
 
@@ -49,4 +49,9 @@ class ConsentRepository(Protocol):
     ) -> tuple[ConsentChange | None, bool]:
         """The newest ledger change that applies to naming the referrer to this prospect, and
         whether an open or confirmed flag blocks the referrer."""
+        ...
+
+    def referrer_directory(self, contains: str | None, limit: int) -> list[ReferrerEntry]:
+        """Referrers by id (at most ``limit``): every one some enrollment or the ledger
+        names, whose id or name contains ``contains`` (any case) when given."""
         ...

@@ -68,6 +68,17 @@ class FlagRecord:
 
 
 @dataclass(frozen=True)
+class ReferrerEntry:
+    """A referrer as the enrollments (and the ledger) know them, for the consent page."""
+
+    referrer_id: str
+    name: str  # in the newest enrollment on them ("" when only the ledger knows them)
+    csv_consent: bool  # referrers.csv's consent column in that enrollment's snapshot
+    live: int  # held, active or paused enrollments that may name them
+    held: int  # of which held
+
+
+@dataclass(frozen=True)
 class NamingGate:
     """The ledger entries and blocking flags of the referrers concerned, oldest change first."""
 

@@ -7,7 +7,7 @@ from datetime import datetime
 from itertools import islice
 from typing import Any, cast
 
-from sqlalchemy import ColumnElement, Table, insert, or_, select, update
+from sqlalchemy import ColumnElement, Table, case, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from sequencer.adapters.db.tables import Enrollment
@@ -18,10 +18,11 @@ from sequencer.core.naming import (
     ConsentChange,
     FlagRecord,
     FlagState,
+    ReferrerEntry,
     Via,
 )
 from sequencer.core.ports import EnrollmentRecord
-from sequencer.core.states import LIVE_ENROLLMENT_STATES
+from sequencer.core.states import LIVE_ENROLLMENT_STATES, EnrollmentState
 
 LEDGER = cast(Table, ConsentEntry.__table__)
 FLAGS = cast(Table, ReferrerFlag.__table__)
@@ -222,3 +223,51 @@ class ConsentQueries:
         if row is None:
             return None, bool(self.flagged_referrers({referrer_id}))
         return _change(tuple(row)[:-1]), bool(row.flagged)
+
+    def referrer_directory(self, contains: str | None, limit: int) -> list[ReferrerEntry]:
+        rid = ENROLLMENTS.c.referrer["id"].as_string()
+        name = ENROLLMENTS.c.referrer["name"].as_string()
+        naming = ENROLLMENTS.c.may_name_referrer.is_(True)
+        live = naming & ENROLLMENTS.c.state.in_(sorted(LIVE_ENROLLMENT_STATES))
+        held = naming & (ENROLLMENTS.c.state == EnrollmentState.HELD.value)
+        stmt = select(
+            rid,
+            func.max(ENROLLMENTS.c.id),
+            func.sum(case((live, 1), else_=0)),
+            func.sum(case((held, 1), else_=0)),
+        ).where(rid.is_not(None))
+        ledger = select(LEDGER.c.referrer_id).distinct()
+        if contains:
+            stmt = stmt.where(
+                or_(
+                    rid.icontains(contains, autoescape=True),
+                    name.icontains(contains, autoescape=True),
+                )
+            )
+            ledger = ledger.where(LEDGER.c.referrer_id.icontains(contains, autoescape=True))
+        groups = {
+            str(r[0]): (int(r[1]), int(r[2] or 0), int(r[3] or 0))
+            for r in self.session.execute(stmt.group_by(rid).order_by(rid).limit(limit)).all()
+        }
+        newest = [g[0] for g in groups.values()]
+        snapshots: dict[int, dict[str, Any]] = {}
+        for i in range(0, len(newest), CHUNK):
+            rows = self.session.execute(
+                select(ENROLLMENTS.c.id, ENROLLMENTS.c.referrer).where(
+                    ENROLLMENTS.c.id.in_(newest[i : i + CHUNK])
+                )
+            ).all()
+            snapshots.update({int(r[0]): dict(r[1]) for r in rows})
+        entries = {
+            referrer_id: ReferrerEntry(
+                referrer_id,
+                str(snapshots.get(e_id, {}).get("name", "")),
+                bool(snapshots.get(e_id, {}).get("consent", False)),
+                n_live,
+                n_held,
+            )
+            for referrer_id, (e_id, n_live, n_held) in groups.items()
+        }
+        for referrer_id in self.session.scalars(ledger.order_by(LEDGER.c.referrer_id).limit(limit)):
+            entries.setdefault(referrer_id, ReferrerEntry(referrer_id, "", True, 0, 0))
+        return [entries[k] for k in sorted(entries)[:limit]]

@@ -13,6 +13,8 @@ Routes (HTML; every POST answers 303 → GET, and carries the CSRF token except 
 ``GET  /handoffs``                    engaged prospects (``POST /handoffs/<id>/handled``)
 ``GET  /report``                      funnel, warm vs cold, leaderboard (``?campaign=&by=``)
 ``GET  /report/chart.png``            the report's chart (same parameters), drawn with Agg
+``GET  /consent``                     admins: each referrer's consent, flags (``?q=`` searches)
+``POST /consent/grant|revoke``        admins: ``referrer``, optional ``prospect`` and ``note``
 ``GET|POST /u/<token>``               unsubscribe: confirmation page / RFC 8058 one-click
 ``GET  /healthz``, ``/static/…``
 ====================================  =========================================================
@@ -36,7 +38,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from sequencer.adapters.db.reps import reps_factory
-from sequencer.adapters.web import handoffs, inbound, login, report, unsubscribe, views
+from sequencer.adapters.web import consent, handoffs, inbound, login, report, unsubscribe, views
 from sequencer.adapters.web.auth import (
     CookiePolicy,
     CsrfFailed,
@@ -221,7 +223,7 @@ def create_app(
         templates=_templates(TEMPLATES_DIR),
         limiter=limiter or LoginLimiter(),
     )
-    for module in (login, views, handoffs, report, unsubscribe, inbound):
+    for module in (login, views, handoffs, report, unsubscribe, inbound, consent):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=TEMPLATES_DIR / "static"), name="static")
 
