@@ -154,18 +154,21 @@ class RecordingMailer:
         pass
 
 
-def visible_text(msg: EmailMessage) -> str:
-    """Subject and every text part, decoded by the standard library."""
-    parts = [str(msg["Subject"] or "")]
+def readable_text(sent: Sent) -> str:
+    """Everything a reader of the message could see: every header value and text part as
+    decoded by the standard library, plus the raw bytes themselves."""
+    msg = sent.message
+    parts = [f"{name}: {value}" for name, value in msg.items()]
     for part in msg.walk():
         if part.get_content_maintype() == "text":
             parts.append(str(part.get_content()))
+    parts.append(sent.raw.decode("latin-1"))
     return "\n".join(parts)
 
 
-def named_referrers(msg: EmailMessage) -> set[str]:
-    """Ids of the referrers whose first or last name appears in what the prospect reads."""
-    text = visible_text(msg)
+def named_referrers(sent: Sent) -> set[str]:
+    """Ids of the referrers whose first or last name appears anywhere in the message."""
+    text = readable_text(sent)
     return {
         rid
         for rid, (first, last, _) in REFERRERS.items()
