@@ -485,7 +485,7 @@ def test_lifecycle_invariants(
             outcome=f"{run.examples} examples ({run.steps} steps, {run.sends} sends, "
             f"{run.inbound} inbound): "
             + (
-                f"KNOWN DEFECT, violated {known} times (skipped via KNOWN_DEFECTS)"
+                f"KNOWN DEFECT: failed {known} checks (skipped via KNOWN_DEFECTS)"
                 if known
                 else ("holds" if error is None else "see the test failure")
             ),
