@@ -297,7 +297,7 @@ def machine_for(
 
         def deliver(self, raw: bytes, what: str) -> None:
             self.now += timedelta(minutes=10)
-            self.mailbox.box.add(raw)
+            self.mailbox.deliver(raw, self.now)  # it arrives in the rep's mailbox now
             self.model.inbound[str(message_from_bytes(raw)["Message-ID"])] = what
             self.tick_at(("poll",))  # the workers' next poll reads it
 
