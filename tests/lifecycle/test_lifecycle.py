@@ -89,17 +89,19 @@ from tests.reliability import Recorder, soaking
 # (and published in docs/reliability.md), not asserted. Remove a name once its fix is merged;
 # the minimal failing example of each is in the comment (hypothesis' shrunk output).
 KNOWN_DEFECTS: set[str] = {
-    # launch; intros sent; the prospect presses the link's button (or the mail client POSTs
-    # RFC 8058 one-click): the address is suppressed but the enrollment stays "active".
+    # launch(intros_out=True); prospect_opts_out(channel="web_link" or "one_click"): the
+    # address is suppressed, but its enrollment stays "active" (or "paused").
     "optout_stops_enrollment/web_link",
     "optout_stops_enrollment/one_click",
-    # the prospect replied (enrollment "replied"), then uses the List-Unsubscribe mailto: the
-    # poller finds no live enrollment, stores it "unmatched", suppresses nothing, and
-    # `refseq inbox --unhandled` does not list it.
+    # launch(intros_out=True); 25 hours pass (the auto-approved follow-up goes out and the
+    # enrollment is "completed"); prospect_opts_out(channel="mailto"): the mail (no
+    # In-Reply-To) matches no live enrollment, is stored "unmatched", suppresses nothing, and
+    # `refseq inbox --unhandled` does not list it. Same after a reply or a bounce.
     "optout_suppresses/mailto",
     "inbound_acted_on_or_visible",
-    # consent revoked (referrers.csv consent column, relaunch) after launch: the enrollment
-    # keeps its launch-time may_name_referrer and its follow-up names the referrer.
+    # launch(consent r1=yes, intros_out=True); sales ops revoke r1 (referrers.csv consent
+    # column) and launch again; a day later the follow-up still names r1: the enrollment keeps
+    # its launch-time may_name_referrer (consent is a snapshot).
     "no_unconsented_referrer_named",
 }
 # LIFECYCLE_ASSERT=name,name: assert those known defects anyway (to check a fix, or to get the
