@@ -4,8 +4,8 @@ The render sandbox caps what a template may build (``core/render_limits.py``); t
 backstop under it, so that a way round those caps ends in a ``MemoryError`` (reported as a
 template error) instead of the kernel's OOM killer taking the worker and whatever else runs on
 the machine. It is set where rendering happens: the Celery worker (``worker_init``: its pool
-processes inherit it), the embedded runner (``refseq run``, ``refseq tick``) and the processes
-of the pre-launch render check.
+processes inherit it), a live ``refseq run`` (replays and ``tick`` are not limited) and the
+processes of the pre-launch render check.
 
 Safe by construction: only the *soft* limit is lowered (the hard limit is left alone), never
 below what the process already uses, and to the process's current size plus a headroom

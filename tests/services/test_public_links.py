@@ -60,3 +60,13 @@ def test_dev_allows_loopback_links_for_test_mail(db_url, tmp_path, smtp_sink):
     cli = launched(db_url, tmp_path, smtp_sink)
     cli("tick", "--now", MON, "--dev")
     assert links(smtp_sink) == {"http://127.0.0.1:8000/u/"}
+
+
+def test_poll_says_what_to_do_and_takes_dev_too(db_url, tmp_path, smtp_sink):
+    """`refseq poll` drafts thank-you notes (with links) too: it refuses the loopback default
+    like tick and run, and the --dev its message names exists (it once did not)."""
+    cli = launched(db_url, tmp_path, smtp_sink)
+    err = cli("poll", "--now", MON, code=1).stderr
+    assert "REFSEQ_BASE_URL is http://127.0.0.1:8000" in err and "--dev" in err
+    errors = cli.json("poll", "--now", MON, "--dev")["errors"]  # exit 0: it reached the mailbox
+    assert [e for e in errors if "REFSEQ_IMAP_PASSWORD" not in e] == []

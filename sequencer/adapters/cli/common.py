@@ -18,6 +18,12 @@ from sequencer.errors import SequencerError, SpecError
 P = ParamSpec("P")
 R = TypeVar("R")
 
+# tick, run and poll: a loopback REFSEQ_BASE_URL is refused unless this is given
+DEV = typer.Option(
+    False,
+    "--dev",
+    help="Development: allow a loopback REFSEQ_BASE_URL in the unsubscribe links of the mail.",
+)
 NOW_HELP = "Pretend it is this moment (ISO 8601, e.g. 2026-12-01T09:00-05:00); default: now."
 
 

@@ -8,20 +8,29 @@ from typing import Any
 import typer
 
 from sequencer.adapters.cli import output
-from sequencer.adapters.cli.common import NOW_HELP, handle_errors, parse_now, settings, uow
+from sequencer.adapters.cli.common import (
+    DEV,
+    NOW_HELP,
+    handle_errors,
+    parse_now,
+    settings,
+    uow,
+)
 
 JSON = typer.Option(False, "--json", help="Machine-readable JSON on stdout.")
 
 
 @handle_errors
 def poll_cmd(
-    now: str | None = typer.Option(None, "--now", help=NOW_HELP), as_json: bool = JSON
+    now: str | None = typer.Option(None, "--now", help=NOW_HELP),
+    as_json: bool = JSON,
+    dev: bool = DEV,
 ) -> None:
     """Fetch new mail from every campaign mailbox (IMAP) and act on it."""
     from sequencer import bootstrap
     from sequencer.services.runner import run_pass
 
-    deps = bootstrap.runner_deps(settings())
+    deps = bootstrap.runner_deps(settings(), dev=dev)
     try:
         report = run_pass(deps, parse_now(now), ["poll"])
     finally:

@@ -11,17 +11,12 @@ from typing import Any
 import typer
 
 from sequencer.adapters.cli import output, runloop
-from sequencer.adapters.cli.common import NOW_HELP, handle_errors, parse_now, settings
+from sequencer.adapters.cli.common import DEV, NOW_HELP, handle_errors, parse_now, settings
 from sequencer.memlimit import limit_address_space
 from sequencer.services.runner import STAGES, PassReport, replay, run_pass
 from sequencer.services.status import status as status_service
 
 JSON = typer.Option(False, "--json", help="Machine-readable JSON on stdout.")
-DEV = typer.Option(
-    False,
-    "--dev",
-    help="Development: allow a loopback REFSEQ_BASE_URL in the unsubscribe links of the mail.",
-)
 _STEP = re.compile(r"^(\d+)\s*(s|m|h|d)$")
 
 
