@@ -20,17 +20,46 @@ Violation = tuple[str, str]
 LIVE = ("active", "paused", "held")
 
 
+BLOCKING = ("open", "confirmed")  # flag states that keep a referrer unnamed
+
+
+@dataclass
+class Flag:
+    """A prospect said they do not know ``referrer``; ``id``: the flag `refseq flags` lists
+    for it (None if it listed none), ``state``: what a person made of it since."""
+
+    referrer: str
+    prospect: str
+    id: int | None
+    state: str = "open"
+
+
 @dataclass
 class Model:
-    """What the people in the story did, and when, as this test saw it (never read back)."""
+    """What the people in the story did, and when, as this test saw it (never read back).
 
-    consent: dict[str, bool]
-    flagged: set[str] = field(default_factory=set)  # referrer ids a prospect said they don't know
+    Consent is a ledger: ``(referrer, prospect or None for all, granted)`` in the order the
+    changes were made (referrers.csv at a launch, `refseq consent`, the consent page). The
+    latest change that applies to a prospect wins: one for that prospect or for everyone."""
+
+    csv: dict[str, bool]  # the consent column of referrers.csv as it is on disk
+    ledger: list[tuple[str, str | None, bool]] = field(default_factory=list)
+    flags: list[Flag] = field(default_factory=list)
     optout: dict[str, str] = field(default_factory=dict)  # address -> channel
     bounced: set[str] = field(default_factory=set)
     replied: set[str] = field(default_factory=set)
     inbound: dict[str, str] = field(default_factory=dict)  # Message-ID -> what it was
     message_ids: set[str] = field(default_factory=set)  # of what refseq sent
+
+    def consents(self, referrer: str, prospect: str) -> bool:
+        """May ``referrer`` be named to ``prospect`` now, as far as consent goes?"""
+        for rid, whom, granted in reversed(self.ledger):
+            if rid == referrer and whom in (None, prospect):
+                return granted
+        return self.csv[referrer]  # no change recorded yet: referrers.csv says
+
+    def flagged(self, referrer: str) -> bool:
+        return any(f.referrer == referrer and f.state in BLOCKING for f in self.flags)
 
 
 def enrollments_of_optouts(c: Connection, m: Model) -> list[Violation]:

@@ -5,15 +5,19 @@ Rules, each driven through refseq's services or its web app as a user would: lau
 the workers' pass (sweep, poll, draft, send) after a clock advance, a prospect's reply of each
 class (human reply, out-of-office, hard bounce, unsubscribe reply, "I don't know this
 referrer"), an opt-out through each channel (the link's button, RFC 8058 one-click POST, the
-List-Unsubscribe mailto), consent revoked or granted, pause and resume, release of held
-enrollments, and relaunch with edited CSVs. Replies reach the rep's mailbox (a Maildir read by
+List-Unsubscribe mailto), consent revoked or granted (referrers.csv and a relaunch, `refseq
+consent` and the admin's consent page, for a referrer or one prospect), a flag cleared or
+confirmed (`refseq flags`), pause and resume, release of held enrollments, and relaunch with
+edited CSVs (see ``consent_rules.py``). Replies reach the rep's mailbox (a Maildir read by
 the real poller); every URL and address used is taken from the bytes refseq sent.
 
 Invariants after every step:
 
 * nothing is sent to an address that opted out or bounced, nor to one who replied, nor twice;
-* no message names a referrer who has not consented at that moment, or whom a prospect
-  said they do not know (checked on the raw bytes, decoded by the standard library);
+* no message names a referrer who has not consented at that moment (the consent ledger: the
+  latest change that applies to the prospect, for them or for everyone, wins), or whom a
+  prospect said they do not know while that flag is open or confirmed (checked on the raw
+  bytes, decoded by the standard library);
 * every opted-out address has no live enrollment and is on the suppression list;
 * ``refseq report``'s funnel equals the figures recounted from the raw rows and the wire log;
 * every inbound message is handled or listed by ``refseq inbox --unhandled``.
@@ -25,7 +29,6 @@ A check that fails today because of a defect another engineer is fixing is named
 
 from __future__ import annotations
 
-import json
 import os
 import random
 import shutil
@@ -51,9 +54,7 @@ from hypothesis.stateful import (
 )
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.pool import NullPool
-from typer.testing import CliRunner
 
-from sequencer.adapters.cli.main import app as cli_app
 from sequencer.adapters.db.session import make_uow_factory
 from sequencer.adapters.maildir import MaildirReader
 from sequencer.adapters.web.app import create_app
@@ -68,6 +69,7 @@ from sequencer.services.launch import launch_campaign
 from sequencer.services.runner import Deps, run_pass
 from sequencer.services.sending import SendConfig
 from tests.lifecycle import invariants as inv
+from tests.lifecycle.consent_rules import LATER, ConsentAndFlags
 from tests.lifecycle.world import (
     BASE_URL,
     CAMPAIGN,
@@ -102,7 +104,8 @@ INVARIANTS = {
     "no_duplicate_send": "no message is sent twice",
     "no_unconsented_referrer_named": "no message names a referrer who has not consented at "
     "that moment (raw bytes)",
-    "no_flagged_referrer_named": "no message names a referrer a prospect said they do not know",
+    "no_flagged_referrer_named": "no message names a referrer a prospect said they do not know "
+    "(open or confirmed flag)",
     "optout_stops_enrollment": "an opt-out (link, one-click, mailto, reply) leaves no live "
     "enrollment",
     "optout_suppresses": "an opt-out (link, one-click, mailto, reply) suppresses the address",
@@ -117,8 +120,7 @@ STEP_CHECKS = tuple(k for k in INVARIANTS if k not in SEND_CHECKS + NAMING_CHECK
 EPOCH = datetime(2026, 11, 23, 14, tzinfo=UTC)  # a Monday
 # Per database. LIFECYCLE_EXAMPLES / LIFECYCLE_STEPS override (e.g. a longer local hunt).
 EXAMPLES = int(os.environ.get("LIFECYCLE_EXAMPLES") or (2000 if soaking() else 100))
-STEPS = int(os.environ.get("LIFECYCLE_STEPS") or (40 if soaking() else 10))
-LATER = st.sampled_from((1, 4, 25, 0))  # hours until the workers' next pass after a rule
+STEPS = int(os.environ.get("LIFECYCLE_STEPS") or (40 if soaking() else 12))
 # LIFECYCLE_SURVEY=1: count every violation instead of failing (to list what today's code
 # breaks, with -s); the report of each is printed at the end.
 SURVEY = bool(os.environ.get("LIFECYCLE_SURVEY"))
@@ -170,10 +172,12 @@ def machine_for(
     settings_ = Settings(database_url=db_url, broker_url=None, secret_key=SECRET, base_url=BASE_URL)
     cfg = draft_config(settings_)
 
-    class Lifecycle(RuleBasedStateMachine):
+    class Lifecycle(ConsentAndFlags):
         def __init__(self) -> None:
             super().__init__()
             reset()
+            self.db_url = db_url
+            self.actions = run.actions
             self.folder = tmp / uuid.uuid4().hex[:10]
             self.folder.mkdir(parents=True)
             self.now = EPOCH
@@ -190,8 +194,8 @@ def machine_for(
                 reader_factory=lambda: self.mailbox,
                 inbox_cfg=InboxConfig(env={}, draft_cfg=cfg),
             )
-            self.model = inv.Model(consent={})
-            self.files = CampaignFiles(self.folder / "campaign", self.model.consent)
+            self.model = inv.Model(csv={})
+            self.files = CampaignFiles(self.folder / "campaign", self.model.csv)
             self.violations: list[tuple[str, str]] = []
             self.last: dict[str, Sent] = {}  # address -> the latest message it received
             self.paused = False
@@ -230,11 +234,11 @@ def machine_for(
             for rid in named_referrers(sent):
                 for name in NAMING_CHECKS:
                     run.checked[name] += 1
-                if not m.consent[rid]:
+                if not m.consents(rid, to):
                     self.violations.append(
                         ("no_unconsented_referrer_named", f"{to} was told about {rid}")
                     )
-                if rid in m.flagged:
+                if m.flagged(rid):
                     self.violations.append(("no_flagged_referrer_named", f"{to} was told {rid}"))
 
         # -- rules ------------------------------------------------------------------------------
@@ -244,7 +248,7 @@ def machine_for(
         def launch(self, consent: list[bool], intros_out: bool) -> None:
             """Launch; the workers draft the first steps. ``intros_out``: the rep approved them
             all and the workers sent them (most stories start with mail out)."""
-            self.model.consent.update(zip(REFERRERS, consent, strict=True))
+            self.model.csv.update(zip(REFERRERS, consent, strict=True))
             self.relaunch()
             self.tick_at()
             if intros_out:
@@ -297,10 +301,7 @@ def machine_for(
         )
         def prospect_replies(self, data: st.DataObject, kind: str, later: int) -> None:
             """A reply on the thread of the last message the prospect received. "unknown_ref"
-            is the flag: "I don't know <the referrer that message named>".
-
-            TODO(flags): also flag and clear through `refseq flags` once it exists; today the
-            reply is the only way a referrer gets flagged, and nothing clears a flag."""
+            is the flag: "I don't know <the referrer that message named>"."""
             to = data.draw(st.sampled_from(self.reached()))
             msg = self.last[to].message
             run.actions[f"reply:{kind}"] += 1
@@ -313,7 +314,7 @@ def machine_for(
                         b"I have never heard of them.", f"I don't know {first} {last}.".encode()
                     )
                 self.deliver(raw, f"'I don't know the referrer' reply from {to}")
-                self.model.flagged |= named
+                self.learn_flags(named, to)
                 self.model.replied.add(to)
             else:
                 self.deliver(reply_to(msg, to, kind, self.now), f"{kind} reply from {to}")
@@ -366,9 +367,6 @@ def machine_for(
             run.actions[f"optout:{channel}"] += 1
             self.then(later)
 
-        # TODO(consent): drive `refseq consent grant|revoke REFERRER` once it exists; until then
-        # consent changes the way sales ops change it today: the referrers.csv consent column,
-        # then `refseq launch` of the edited campaign.
         @rule(
             toggle=st.sampled_from((None, *sorted(REFERRERS))),
             new_prospect=st.booleans(),
@@ -377,16 +375,18 @@ def machine_for(
         def sales_ops_edit_and_relaunch(
             self, toggle: str | None, new_prospect: bool, later: int
         ) -> None:
-            """Grant or revoke one referrer's consent and/or add a prospect to the CSVs, then
-            launch again; with no edit, launching again must enroll nobody."""
+            """Grant or revoke one referrer's consent (the consent column of referrers.csv)
+            and/or add a prospect to the CSVs, then launch again; with no edit, launching again
+            must enroll nobody. A changed column is a change in the consent ledger."""
             self.now += timedelta(minutes=5)
             if toggle is not None:
-                self.model.consent[toggle] = not self.model.consent[toggle]
+                self.model.csv[toggle] = not self.model.csv[toggle]
+                self.model.ledger.append((toggle, None, self.model.csv[toggle]))
             grows = new_prospect and len(self.files.prospects) < len(REFERRALS)
             if grows:
                 self.files.prospects.append(len(self.files.prospects))
             enrolled = self.relaunch()
-            run.actions["consent_change" if toggle else "relaunch"] += 1
+            run.actions["consent:csv" if toggle else "relaunch"] += 1
             if toggle is None and not grows:
                 assert enrolled == 0, f"launching the same files again enrolled {enrolled}"
             self.then(later)
@@ -419,14 +419,7 @@ def machine_for(
 
         # -- invariants -----------------------------------------------------------------------
         def visible_to_a_person(self) -> set[int]:
-            result = CliRunner().invoke(
-                cli_app,
-                ["inbox", "--unhandled", "--json"],
-                env={"REFSEQ_DATABASE_URL": db_url, "COLUMNS": "200"},
-                catch_exceptions=False,
-            )
-            assert result.exit_code == 0, result.output
-            return {int(row["id"]) for row in json.loads(result.stdout)}
+            return {int(row["id"]) for row in self.refseq_json("inbox", "--unhandled")}
 
         @invariant()
         def holds(self) -> None:
@@ -499,7 +492,10 @@ def test_lifecycle_invariants(
         raise error
     # No vacuous run: every invariant was checked and every kind of story was told.
     assert all(run.checked[name] > 0 for name in INVARIANTS), run.checked
-    told = {"bounce", "pause", "resume", "consent_change", "relaunch"}
+    told = {"bounce", "pause", "resume", "relaunch", "flags:clear", "flags:confirm"}
+    told |= {f"consent:{via}" for via in ("csv", "cli:referrer", "cli:prospect")}
+    told |= {f"consent:web:{whom}" for whom in ("referrer", "prospect")}
+    told |= {"flags:by_id", "flags:by_referrer"}
     told |= {f"reply:{k}" for k in ("human", "ooo", "unsubscribe", "unknown_ref")}
     told |= {f"optout:{c}" for c in ("web_link", "one_click", "mailto")}
     assert told <= set(run.actions), told - set(run.actions)
