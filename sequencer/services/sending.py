@@ -17,6 +17,7 @@ while the message is on the wire), not until the next message's transaction. Wit
 from __future__ import annotations
 
 import contextlib
+import logging
 import random
 import time
 from collections.abc import Callable, Mapping
@@ -69,6 +70,8 @@ SENDER = "refseq-sender"
 CLAIM_SCAN = 25
 # Drafts claimed per mailbox transaction when the mailbox has no min_gap (see _claim).
 CLAIM_BATCH = 10
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -319,9 +322,16 @@ def _finish_delivered(
         try:
             _finish(uow_factory, draft_id, now, apply, known)
             return
-        except Exception:
+        except Exception as exc:
             if wait is None:
                 raise
+            log.warning(
+                "database connection lost or busy while recording delivered draft %s (%s); "
+                "retrying in %.1f s",
+                draft_id,
+                str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__,
+                wait,
+            )
             time.sleep(wait)
 
 

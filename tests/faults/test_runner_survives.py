@@ -15,7 +15,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import create_engine, text
+from sqlalchemy.pool import NullPool
 
 from sequencer.services.sending import SendConfig, sweep
 from tests.conftest import _admin_engine
@@ -33,6 +34,31 @@ from tests.faults.procs import (
 from tests.smtp_sink import Sink, free_port
 
 PROSPECTS = 120
+
+
+def _kill_mid_statement(db_url: str) -> int:
+    """Lock the drafts table, wait until the runner's next statement blocks on it, terminate
+    that backend (a statement in progress: it fails, whatever the pool does), then unlock."""
+    locker = create_engine(db_url, poolclass=NullPool)
+    try:
+        with locker.connect() as conn, conn.begin():
+            conn.execute(text("LOCK TABLE drafts IN ACCESS EXCLUSIVE MODE"))
+            waiting = text(
+                "SELECT pid FROM pg_stat_activity WHERE application_name = "
+                "'refseq-runner-under-test' AND wait_event_type = 'Lock'"
+            )
+            admin = _admin_engine(db_url)
+            try:
+                with admin.connect() as watch:
+                    wait_until(lambda: bool(watch.execute(waiting).all()), 30, "a blocked pass")
+                    pids = [row[0] for row in watch.execute(waiting).all()]
+                    for pid in pids:
+                        watch.execute(text("SELECT pg_terminate_backend(:p, 5000)"), {"p": pid})
+            finally:
+                admin.dispose()
+        return len(pids)
+    finally:
+        locker.dispose()
 
 
 @pytest.mark.parametrize(
@@ -67,14 +93,16 @@ def test_run_keeps_sending_when_postgresql_drops_its_connections(
                 continue  # drop again once it is sending again
             last = len(smtp_sink.handler.received)
             with admin.connect() as conn:
-                terminated += len(
-                    conn.execute(
-                        text(
-                            "SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity "
-                            "WHERE application_name = 'refseq-runner-under-test'"
-                        )
-                    ).all()
-                )
+                states = conn.execute(
+                    text(
+                        "SELECT state, pg_terminate_backend(pid, 5000) FROM pg_stat_activity "
+                        "WHERE application_name = 'refseq-runner-under-test'"
+                    )
+                ).all()
+                terminated += len(states)
+        # The drops above mostly hit idle pooled connections (pre-ping replaces those silently):
+        # also kill the runner in the middle of a statement, for certain, once.
+        killed_mid_statement = _kill_mid_statement(db_url)
         # Every draft sent, or left in SENDING by a drop during its outcome's commit.
         wait_until(
             lambda: not draft_counts(uow_factory).get("approved"),
@@ -91,8 +119,8 @@ def test_run_keeps_sending_when_postgresql_drops_its_connections(
     sweep(uow_factory, SendConfig(env={}, stale_after=timedelta(0)), datetime.now(UTC))
     log = procs.logs[runner.pid].read_text(errors="replace")
     assert "Traceback" not in log, log[-3000:]
+    assert terminated >= 10 and killed_mid_statement >= 1
     assert "database connection lost" in log, log[-3000:]  # it said so, and went on
-    assert terminated >= 10
     a = audit(uow_factory, smtp_sink.handler)
     assert a.duplicates == 0 and a.lost == 0 and a.wrong_sends == 0, a.problems
     assert a.half_applied == 0, a.problems
