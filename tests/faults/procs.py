@@ -20,7 +20,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -191,19 +191,28 @@ def data_sink() -> Iterator[Sink]:
 
 
 def kill_in_data(
-    procs: Procs, proc: subprocess.Popen[bytes], sink: Sink, hold: float = 0.3
+    procs: Procs,
+    proc: subprocess.Popen[bytes],
+    sink: Sink,
+    hold: float = 0.3,
+    nudge: Callable[[], None] | None = None,
 ) -> bool:
     """Hold the next message in DATA and SIGKILL ``proc`` (its group) while the server has it:
-    the sender can never learn the outcome. False if the process ended first."""
+    the sender can never learn the outcome. False if the process ended first. ``nudge`` (what
+    beat does, e.g. publish a dispatch task) is called every 0.3 s while waiting: a worker that
+    finished its tasks sends nothing until it is asked again."""
     handler = sink.handler
     assert isinstance(handler, DataSinkHandler)
     started = handler.data_started
     handler.delay = hold
     try:
-        deadline = time.monotonic() + 60
+        deadline, next_nudge = time.monotonic() + 60, 0.0
         while handler.data_started == started and proc.poll() is None:
             if time.monotonic() > deadline:
                 raise AssertionError("the sender never reached DATA")
+            if nudge is not None and time.monotonic() >= next_nudge:
+                nudge()
+                next_nudge = time.monotonic() + 0.3
             time.sleep(0.002)
         if proc.poll() is not None:
             return False

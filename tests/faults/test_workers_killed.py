@@ -198,7 +198,12 @@ def test_celery_worker_killed_at_random_points(
                 modes[mode] += 1
                 continue
             if mode == "data":
-                if not kill_in_data(procs, worker, data_sink):
+
+                def beat() -> None:
+                    pub.send("refseq.draft_due")
+                    pub.send("refseq.dispatch_sends")
+
+                if not kill_in_data(procs, worker, data_sink, nudge=beat):
                     raise AssertionError(procs.log_tail(worker))
             else:
                 time.sleep(rng.uniform(0, 0.02))
